@@ -1,0 +1,71 @@
+//! Route table. Each file holds one area of CONTRACT.md.
+
+use actix_web::{web, HttpResponse};
+use aicc_core::Conversation;
+use uuid::Uuid;
+
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiResult};
+use crate::AppState;
+
+pub mod admin;
+pub mod auth;
+pub mod conversations;
+pub mod health;
+pub mod openapi;
+pub mod widget;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(health::healthz)
+        .service(health::readyz)
+        .service(health::metrics)
+        .service(openapi::openapi_json)
+        .service(auth::login)
+        .service(widget::create_conversation)
+        .service(conversations::list)
+        .service(conversations::get)
+        .service(conversations::post_message)
+        .service(conversations::list_messages)
+        .service(conversations::handoff)
+        .service(conversations::claim)
+        .service(conversations::release)
+        .service(conversations::transfer)
+        .service(conversations::close)
+        .service(conversations::feedback)
+        .service(conversations::csat)
+        .service(conversations::assist)
+        .service(admin::get_settings)
+        .service(admin::put_settings)
+        .service(admin::list_users)
+        .service(admin::create_user)
+        .service(admin::update_user)
+        .service(admin::delete_user)
+        .service(admin::identity_secret)
+        .default_service(web::to(not_found));
+}
+
+async fn not_found() -> ApiResult<HttpResponse> {
+    Err(ApiError::new(actix_web::http::StatusCode::NOT_FOUND, "not_found", "no such endpoint"))
+}
+
+pub fn path_config() -> web::PathConfig {
+    web::PathConfig::default()
+        .error_handler(|e, _| ApiError::bad_request("invalid_path", format!("invalid path parameter: {e}")).into())
+}
+
+pub fn query_config() -> web::QueryConfig {
+    web::QueryConfig::default()
+        .error_handler(|e, _| ApiError::bad_request("invalid_query", format!("invalid query string: {e}")).into())
+}
+
+/// Loads a conversation the caller may see: a customer only its own, staff
+/// only their tenant's (another tenant's is a 403, not a 404, so a
+/// misconfigured client learns why).
+pub async fn load_conversation(state: &AppState, who: &Principal, id: Uuid) -> ApiResult<Conversation> {
+    who.require_conversation(id)?;
+    let conv = state.store.find_conversation(id).await?.ok_or_else(|| ApiError::not_found("conversation"))?;
+    if conv.tenant_id != who.tenant_id() {
+        return Err(ApiError::forbidden("wrong_tenant", "this conversation belongs to another tenant"));
+    }
+    Ok(conv)
+}

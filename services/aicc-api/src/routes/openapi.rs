@@ -1,0 +1,42 @@
+//! The OpenAPI document, generated from the route annotations.
+
+use actix_web::{get, HttpResponse};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use super::{admin, auth, conversations, health, widget};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "AICC API", description = "AI contact-center platform. Errors are `{\"error\": {\"code\", \"message\", \"details\"?}}`. `GET /v1/conversations/{id}/assist` answers 501 `not_implemented` until the dialog engine lands."),
+    paths(
+        health::healthz, health::readyz, health::metrics,
+        auth::login,
+        widget::create_conversation,
+        conversations::list, conversations::get, conversations::post_message, conversations::list_messages,
+        conversations::handoff, conversations::claim, conversations::release, conversations::transfer,
+        conversations::close, conversations::feedback, conversations::csat, conversations::assist,
+        admin::get_settings, admin::put_settings, admin::list_users, admin::create_user, admin::update_user,
+        admin::delete_user, admin::identity_secret,
+    ),
+    modifiers(&BearerAuth),
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+        );
+    }
+}
+
+#[utoipa::path(tag = "health", responses((status = 200, description = "This document")))]
+#[get("/v1/openapi.json")]
+pub async fn openapi_json() -> HttpResponse {
+    HttpResponse::Ok().json(ApiDoc::openapi())
+}

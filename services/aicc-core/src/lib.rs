@@ -1,0 +1,10 @@
+//! AICC core: the domain types, the service traits every other crate implements
+//! or consumes, and small pure helpers (PII redaction, settings). No I/O here.
+
+pub mod domain;
+pub mod redact;
+pub mod settings;
+pub mod store;
+
+pub use domain::*;
+pub use store::{Store, StoreError, StoreResult};

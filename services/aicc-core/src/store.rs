@@ -1,0 +1,92 @@
+//! The `Store` trait: the source of truth for everything durable. Postgres and
+//! SQLite implement it (aicc-store); one conformance suite checks both.
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use crate::domain::*;
+use crate::settings::TenantSettings;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// A uniqueness or state conflict; the code is stable (e.g. `user_exists`).
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    /// The same `client_msg_id` was used before with a different text.
+    #[error("client_msg_id was already used with a different text")]
+    IdempotencyConflict,
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("store error: {0}")]
+    Internal(String),
+}
+
+impl StoreError {
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        Self::Conflict { code, message: message.into() }
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// `postgres` or `sqlite`.
+    fn backend(&self) -> &'static str;
+    async fn ping(&self) -> StoreResult<()>;
+
+    /// Returns the secret stored under `name`, storing `candidate` first if
+    /// there is none. Every replica calling this concurrently gets the same value.
+    async fn get_or_create_secret(&self, name: &str, candidate: &str) -> StoreResult<String>;
+
+    // Tenants
+    /// Creates the tenant, or returns the existing one with `false`.
+    async fn ensure_tenant(&self, slug: &str, name: &str, settings: &TenantSettings) -> StoreResult<(Tenant, bool)>;
+    async fn tenant_by_slug(&self, slug: &str) -> StoreResult<Option<Tenant>>;
+    async fn tenant(&self, id: Uuid) -> StoreResult<Option<Tenant>>;
+    async fn update_tenant_settings(&self, id: Uuid, settings: &TenantSettings) -> StoreResult<Tenant>;
+
+    // Users
+    /// Fails with `Conflict { code: "user_exists" }` when the e-mail is taken in the tenant.
+    async fn create_user(&self, user: NewUser) -> StoreResult<User>;
+    async fn user(&self, tenant_id: Uuid, id: Uuid) -> StoreResult<Option<User>>;
+    async fn user_by_email(&self, tenant_id: Uuid, email: &str) -> StoreResult<Option<User>>;
+    async fn list_users(&self, tenant_id: Uuid) -> StoreResult<Vec<User>>;
+    async fn update_user(&self, tenant_id: Uuid, id: Uuid, patch: UserPatch) -> StoreResult<User>;
+    async fn delete_user(&self, tenant_id: Uuid, id: Uuid) -> StoreResult<()>;
+
+    // Conversations
+    async fn create_conversation(&self, new: NewConversation) -> StoreResult<Conversation>;
+    async fn conversation(&self, tenant_id: Uuid, id: Uuid) -> StoreResult<Option<Conversation>>;
+    /// By id alone, whatever the tenant: for telling "not yours" from "not there".
+    async fn find_conversation(&self, id: Uuid) -> StoreResult<Option<Conversation>>;
+    /// Newest first.
+    async fn list_conversations(
+        &self,
+        tenant_id: Uuid,
+        status: Option<ConversationStatus>,
+        limit: i64,
+    ) -> StoreResult<Vec<Conversation>>;
+    /// Applies a state change and its audit event in one transaction. Only one of
+    /// several concurrent transitions from the same state wins; the others get
+    /// `Conflict { code: "invalid_transition" }`.
+    async fn transition(&self, t: Transition) -> StoreResult<Conversation>;
+    async fn set_csat(&self, tenant_id: Uuid, conversation_id: Uuid, score: i16) -> StoreResult<()>;
+
+    // Messages
+    /// Appends a message with the next `seq` of its conversation, assigned in the
+    /// same transaction. Idempotent on `(conversation_id, client_msg_id)`.
+    async fn append_message(&self, new: NewMessage) -> StoreResult<Appended>;
+    /// Messages with `seq > after_seq`, in `seq` order, at most `limit`.
+    async fn list_messages(&self, conversation_id: Uuid, after_seq: i64, limit: i64) -> StoreResult<Vec<Message>>;
+    async fn message(&self, conversation_id: Uuid, id: Uuid) -> StoreResult<Option<Message>>;
+    /// One rating per message; a second one replaces the first.
+    async fn put_feedback(&self, feedback: NewFeedback) -> StoreResult<()>;
+
+    // Audit
+    async fn record_event(&self, event: NewEvent) -> StoreResult<()>;
+    /// Newest first.
+    async fn list_events(&self, tenant_id: Uuid, conversation_id: Option<Uuid>, limit: i64) -> StoreResult<Vec<Event>>;
+}

@@ -1,0 +1,133 @@
+//! The `aicc` command: `serve` runs the platform; `admin` manages accounts.
+//! JSON goes to stdout, progress and logs to stderr.
+
+use std::io::{BufRead, IsTerminal};
+use std::path::Path;
+
+use aicc_core::settings::Settings;
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+mod bootstrap;
+
+#[derive(Parser)]
+#[command(name = "aicc", version, about = "AICC: an AI contact-center platform")]
+struct Cli {
+    /// Config file (default: ./aicc.toml when it exists).
+    #[arg(long, global = true, env = "AICC_CONFIG")]
+    config: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the platform (HTTP API on AICC_BIND, default 127.0.0.1:8080).
+    Serve,
+    /// Manage accounts.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Create a user (and the tenant, if it does not exist). The password is
+    /// read from stdin (one line); with empty stdin one is generated and printed once.
+    CreateUser {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        email: String,
+        #[arg(long, value_parser = ["admin", "agent"])]
+        role: String,
+        #[arg(long)]
+        name: Option<String>,
+    },
+}
+
+fn load_settings(config: Option<&str>) -> anyhow::Result<Settings> {
+    let path = config.unwrap_or("aicc.toml");
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => Some(t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && config.is_none() => None,
+        Err(e) => return Err(e).with_context(|| format!("cannot read config file {path}")),
+    };
+    let env: Vec<(String, String)> = std::env::vars().filter(|(k, _)| Settings::ENV_VARS.contains(&k.as_str())).collect();
+    Ok(Settings::load(text.as_deref(), env.iter().map(|(k, v)| (k.as_str(), v.as_str())))?)
+}
+
+fn init_tracing(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let settings = load_settings(cli.config.as_deref())?;
+    match cli.command {
+        Command::Serve => {
+            init_tracing(&settings.log);
+            serve(settings).await
+        }
+        Command::Admin { command: AdminCommand::CreateUser { tenant, email, role, name } } => {
+            init_tracing(&format!("warn,{}", settings.log.split(',').skip(1).collect::<Vec<_>>().join(",")));
+            let store = aicc_store::open(settings.database_url.as_deref(), &settings.data_dir).await?;
+            let password = read_password_line()?;
+            let role = aicc_core::Role::parse(&role).context("role must be admin or agent")?;
+            let created = bootstrap::create_user(&store, &tenant, &email, role, name.as_deref(), password).await?;
+            let mut out = serde_json::json!({ "tenant": tenant, "email": created.email, "role": role, "user_id": created.user_id });
+            if let Some(pw) = created.generated_password {
+                // Printed this once only: just the hash is stored.
+                out["generated_password"] = pw.into();
+            }
+            println!("{out}");
+            Ok(())
+        }
+    }
+}
+
+/// One line from stdin; `None` when stdin is empty or a terminal with nothing typed.
+fn read_password_line() -> anyhow::Result<Option<String>> {
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        eprint!("password (empty: generate one): ");
+    }
+    let mut line = String::new();
+    stdin.lock().read_line(&mut line).context("cannot read the password from stdin")?;
+    let pw = line.trim_end_matches(['\n', '\r']).to_string();
+    Ok((!pw.is_empty()).then_some(pw))
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    tracing::info!(config = %settings.redacted(), "effective configuration");
+    std::fs::create_dir_all(&settings.data_dir)
+        .with_context(|| format!("cannot create data dir {}", settings.data_dir.display()))?;
+    let store = aicc_store::open(settings.database_url.as_deref(), &settings.data_dir).await?;
+    let demo = if settings.demo { Some(bootstrap::demo_tenant(&store).await?) } else { None };
+    let backend = store.backend();
+    let app = aicc_api::Application::build(settings.clone(), store).await?;
+    let host = settings.bind.rsplit_once(':').map(|(h, _)| h).unwrap_or("127.0.0.1");
+    let url = format!("http://{host}:{}", app.port());
+    banner(&url, backend, &settings.data_dir, demo.as_ref());
+    tokio::select! {
+        r = app.run_until_stopped() => r.context("server failed")?,
+        _ = tokio::signal::ctrl_c() => tracing::info!("shutting down"),
+    }
+    Ok(())
+}
+
+fn banner(url: &str, backend: &str, data_dir: &Path, demo: Option<&bootstrap::Demo>) {
+    eprintln!();
+    eprintln!("  AICC is running at {url}");
+    eprintln!("  store: {backend}{}", if backend == "sqlite" { format!(" ({}/aicc.db)", data_dir.display()) } else { String::new() });
+    if let Some(d) = demo {
+        eprintln!("  demo tenant: {}  admin: {}  password: {}", d.tenant, d.email, d.password);
+    }
+    eprintln!("  health: {url}/healthz   API: {url}/v1/openapi.json");
+    eprintln!();
+    // A machine-readable line for scripts and tests that start the binary.
+    println!("{}", serde_json::json!({ "listening": url }));
+}

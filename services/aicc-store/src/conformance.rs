@@ -1,0 +1,340 @@
+//! The behavioural suite every `Store` must pass, written once and run against
+//! each backend (as quickwit does for its metastores):
+//!
+//! ```ignore
+//! aicc_store::store_conformance_suite!(crate::helpers::fresh_postgres_store);
+//! ```
+//! The argument is an async fn returning a fresh, empty `Arc<dyn Store>`.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use aicc_core::settings::TenantSettings;
+use aicc_core::*;
+use uuid::Uuid;
+
+/// Expands to one `#[tokio::test]` per suite function, each on a fresh store.
+#[macro_export]
+macro_rules! store_conformance_suite {
+    ($make:path) => {
+        $crate::store_conformance_suite!(@each $make;
+            tenants_are_unique_by_slug,
+            secrets_are_created_once,
+            users_crud_and_unique_email,
+            messages_get_consecutive_seqs,
+            client_msg_id_is_idempotent,
+            concurrent_appends_have_no_gaps_or_duplicates,
+            transitions_are_checked_and_audited,
+            concurrent_claims_have_one_winner,
+            feedback_and_csat_are_kept,
+            tenants_are_isolated
+        );
+    };
+    (@each $make:path; $($name:ident),*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() {
+                let store: std::sync::Arc<dyn aicc_core::Store> = $make().await;
+                $crate::conformance::$name(store).await;
+            }
+        )*
+    };
+}
+
+async fn tenant(store: &Arc<dyn Store>, slug: &str) -> Tenant {
+    store.ensure_tenant(slug, slug, &TenantSettings::default()).await.unwrap().0
+}
+
+fn user(tenant_id: Uuid, email: &str, role: Role) -> NewUser {
+    NewUser {
+        tenant_id,
+        email: email.into(),
+        name: "Test User".into(),
+        role,
+        teams: vec!["cards".into()],
+        max_concurrent: 3,
+        password_hash: "$argon2id$fake".into(),
+    }
+}
+
+fn customer_msg(c: &Conversation, text: &str, client: Option<Uuid>) -> NewMessage {
+    NewMessage {
+        tenant_id: c.tenant_id,
+        conversation_id: c.id,
+        sender: Sender::Customer,
+        sender_id: None,
+        text: text.into(),
+        client_msg_id: client,
+        intent: None,
+        citations: vec![],
+        quick_replies: vec![],
+    }
+}
+
+async fn conversation(store: &Arc<dyn Store>, t: &Tenant) -> Conversation {
+    store
+        .create_conversation(NewConversation { tenant_id: t.id, locale: "ko".into(), customer: CustomerInfo::default() })
+        .await
+        .unwrap()
+}
+
+fn transition(c: &Conversation, from: &[ConversationStatus], to: ConversationStatus, agent: Option<Uuid>) -> Transition {
+    Transition {
+        tenant_id: c.tenant_id,
+        conversation_id: c.id,
+        from: from.to_vec(),
+        to,
+        agent_id: agent,
+        team: None,
+        actor: agent,
+        kind: format!("conversation.{}", to.as_str()),
+        data: serde_json::json!({}),
+    }
+}
+
+pub async fn tenants_are_unique_by_slug(store: Arc<dyn Store>) {
+    store.ping().await.unwrap();
+    let (a, created) = store.ensure_tenant("acme", "Acme", &TenantSettings::default()).await.unwrap();
+    assert!(created);
+    let (b, created) = store.ensure_tenant("acme", "Other name", &TenantSettings::default()).await.unwrap();
+    assert!(!created);
+    assert_eq!(a.id, b.id);
+    assert_eq!(b.name, "Acme");
+    assert!(store.tenant_by_slug("nope").await.unwrap().is_none());
+
+    let mut settings = a.settings.clone();
+    settings.allowed_origins = vec!["https://shop.example.com".into()];
+    settings.dialog.direct = 0.9;
+    let updated = store.update_tenant_settings(a.id, &settings).await.unwrap();
+    assert_eq!(updated.settings, settings);
+    assert_eq!(store.tenant(a.id).await.unwrap().unwrap().settings, settings);
+    assert!(matches!(
+        store.update_tenant_settings(Uuid::new_v4(), &settings).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+pub async fn secrets_are_created_once(store: Arc<dyn Store>) {
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move { store.get_or_create_secret("jwt", &format!("candidate-{i}")).await.unwrap() })
+        })
+        .collect();
+    let mut values = BTreeSet::new();
+    for t in tasks {
+        values.insert(t.await.unwrap());
+    }
+    assert_eq!(values.len(), 1, "every caller must see the same secret: {values:?}");
+    let again = store.get_or_create_secret("jwt", "late").await.unwrap();
+    assert!(values.contains(&again));
+}
+
+pub async fn users_crud_and_unique_email(store: Arc<dyn Store>) {
+    let t = tenant(&store, "acme").await;
+    let u = store.create_user(user(t.id, "Kim@Example.com", Role::Agent)).await.unwrap();
+    assert_eq!(u.email, "kim@example.com");
+    assert_eq!(u.teams, vec!["cards".to_string()]);
+    let dup = store.create_user(user(t.id, "kim@example.COM", Role::Admin)).await;
+    assert!(matches!(dup, Err(StoreError::Conflict { code: "user_exists", .. })), "{dup:?}");
+
+    let found = store.user_by_email(t.id, "KIM@example.com").await.unwrap().unwrap();
+    assert_eq!(found.id, u.id);
+    assert_eq!(found.password_hash, "$argon2id$fake");
+
+    let patched = store
+        .update_user(t.id, u.id, UserPatch { role: Some(Role::Admin), max_concurrent: Some(7), ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(patched.role, Role::Admin);
+    assert_eq!(patched.max_concurrent, 7);
+    assert_eq!(patched.name, "Test User", "fields not in the patch stay");
+
+    store.create_user(user(t.id, "lee@example.com", Role::Agent)).await.unwrap();
+    let emails: Vec<_> = store.list_users(t.id).await.unwrap().into_iter().map(|u| u.email).collect();
+    assert_eq!(emails, ["kim@example.com", "lee@example.com"]);
+
+    store.delete_user(t.id, u.id).await.unwrap();
+    assert!(store.user(t.id, u.id).await.unwrap().is_none());
+    assert!(matches!(store.delete_user(t.id, u.id).await, Err(StoreError::NotFound(_))));
+}
+
+pub async fn messages_get_consecutive_seqs(store: Arc<dyn Store>) {
+    let t = tenant(&store, "acme").await;
+    let c = conversation(&store, &t).await;
+    assert_eq!(c.status, ConversationStatus::Bot);
+    assert_eq!(c.last_seq, 0);
+    for i in 1..=5 {
+        let a = store.append_message(customer_msg(&c, &format!("안녕하세요 {i}"), None)).await.unwrap();
+        assert!(a.created);
+        assert_eq!(a.message.seq, i);
+    }
+    let bot = NewMessage {
+        sender: Sender::Bot,
+        citations: vec![Citation { article_id: "faq-1".into(), title: "Fees".into() }],
+        quick_replies: vec!["Yes".into(), "No".into()],
+        intent: Some("card_arrival".into()),
+        ..customer_msg(&c, "Here you go [1]", None)
+    };
+    let b = store.append_message(bot).await.unwrap().message;
+    assert_eq!(b.seq, 6);
+    assert_eq!(b.citations[0].article_id, "faq-1");
+    assert_eq!(b.quick_replies, ["Yes", "No"]);
+
+    let all = store.list_messages(c.id, 0, 100).await.unwrap();
+    assert_eq!(all.iter().map(|m| m.seq).collect::<Vec<_>>(), [1, 2, 3, 4, 5, 6]);
+    let page = store.list_messages(c.id, 2, 2).await.unwrap();
+    assert_eq!(page.iter().map(|m| m.seq).collect::<Vec<_>>(), [3, 4]);
+    assert!(store.list_messages(c.id, 6, 10).await.unwrap().is_empty());
+    assert_eq!(store.conversation(t.id, c.id).await.unwrap().unwrap().last_seq, 6);
+    assert_eq!(store.message(c.id, b.id).await.unwrap().unwrap().text, "Here you go [1]");
+
+    let ghost = Conversation { id: Uuid::new_v4(), ..c.clone() };
+    assert!(matches!(store.append_message(customer_msg(&ghost, "x", None)).await, Err(StoreError::NotFound(_))));
+}
+
+pub async fn client_msg_id_is_idempotent(store: Arc<dyn Store>) {
+    let t = tenant(&store, "acme").await;
+    let c = conversation(&store, &t).await;
+    let id = Uuid::new_v4();
+    let first = store.append_message(customer_msg(&c, "hello", Some(id))).await.unwrap();
+    assert!(first.created);
+    let again = store.append_message(customer_msg(&c, "hello", Some(id))).await.unwrap();
+    assert!(!again.created);
+    assert_eq!(again.message.id, first.message.id);
+    assert_eq!(again.message.seq, 1);
+    let conflict = store.append_message(customer_msg(&c, "something else", Some(id))).await;
+    assert!(matches!(conflict, Err(StoreError::IdempotencyConflict)), "{conflict:?}");
+    // A replay consumes no seq and stores nothing.
+    let next = store.append_message(customer_msg(&c, "next", Some(Uuid::new_v4()))).await.unwrap();
+    assert_eq!(next.message.seq, 2);
+    assert_eq!(store.list_messages(c.id, 0, 100).await.unwrap().len(), 2);
+    // The same client id in another conversation is a different message.
+    let other = conversation(&store, &t).await;
+    assert!(store.append_message(customer_msg(&other, "hello", Some(id))).await.unwrap().created);
+}
+
+pub async fn concurrent_appends_have_no_gaps_or_duplicates(store: Arc<dyn Store>) {
+    let t = tenant(&store, "acme").await;
+    let c = conversation(&store, &t).await;
+    const WRITERS: usize = 16;
+    const EACH: usize = 10;
+    let tasks: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let (store, c) = (store.clone(), c.clone());
+            tokio::spawn(async move {
+                for i in 0..EACH {
+                    // Every third message is sent twice, as a client retrying after a lost ack.
+                    let id = Uuid::new_v4();
+                    let text = format!("writer {w} message {i}");
+                    store.append_message(customer_msg(&c, &text, Some(id))).await.unwrap();
+                    if i % 3 == 0 {
+                        assert!(!store.append_message(customer_msg(&c, &text, Some(id))).await.unwrap().created);
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let all = store.list_messages(c.id, 0, 10_000).await.unwrap();
+    let seqs: Vec<i64> = all.iter().map(|m| m.seq).collect();
+    let expected: Vec<i64> = (1..=(WRITERS * EACH) as i64).collect();
+    assert_eq!(seqs, expected, "seqs must be exactly 1..=N");
+    let texts: BTreeSet<_> = all.iter().map(|m| m.text.as_str()).collect();
+    assert_eq!(texts.len(), WRITERS * EACH, "no message lost or doubled");
+}
+
+pub async fn transitions_are_checked_and_audited(store: Arc<dyn Store>) {
+    use ConversationStatus::*;
+    let t = tenant(&store, "acme").await;
+    let agent = store.create_user(user(t.id, "agent@example.com", Role::Agent)).await.unwrap();
+    let c = conversation(&store, &t).await;
+
+    let q = store.transition(transition(&c, &[Bot], Queued, None)).await.unwrap();
+    assert_eq!(q.status, Queued);
+    let a = store.transition(transition(&c, &[Queued], Assigned, Some(agent.id))).await.unwrap();
+    assert_eq!((a.status, a.agent_id), (Assigned, Some(agent.id)));
+    let bad = store.transition(transition(&c, &[Queued], Assigned, Some(agent.id))).await;
+    assert!(matches!(bad, Err(StoreError::Conflict { code: "invalid_transition", .. })), "{bad:?}");
+    let back = store.transition(transition(&c, &[Assigned], Bot, None)).await.unwrap();
+    assert_eq!((back.status, back.agent_id), (Bot, None));
+    store.transition(transition(&c, &[Bot, Queued, Assigned], Closed, None)).await.unwrap();
+    let ghost = Conversation { id: Uuid::new_v4(), ..c.clone() };
+    assert!(matches!(store.transition(transition(&ghost, &[Bot], Queued, None)).await, Err(StoreError::NotFound(_))));
+
+    let kinds: Vec<String> = store.list_events(t.id, Some(c.id), 100).await.unwrap().into_iter().map(|e| e.kind).collect();
+    assert_eq!(
+        kinds,
+        ["conversation.closed", "conversation.bot", "conversation.assigned", "conversation.queued", "conversation.created"]
+    );
+    let listed = store.list_conversations(t.id, Some(Closed), 10).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert!(store.list_conversations(t.id, Some(Queued), 10).await.unwrap().is_empty());
+}
+
+pub async fn concurrent_claims_have_one_winner(store: Arc<dyn Store>) {
+    use ConversationStatus::*;
+    let t = tenant(&store, "acme").await;
+    let c = conversation(&store, &t).await;
+    store.transition(transition(&c, &[Bot], Queued, None)).await.unwrap();
+    let mut agents = Vec::new();
+    for i in 0..8 {
+        agents.push(store.create_user(user(t.id, &format!("agent{i}@example.com"), Role::Agent)).await.unwrap().id);
+    }
+    let tasks: Vec<_> = agents
+        .iter()
+        .map(|&agent| {
+            let (store, c) = (store.clone(), c.clone());
+            tokio::spawn(async move { store.transition(transition(&c, &[Queued], Assigned, Some(agent))).await })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(conv) => winners.push(conv.agent_id),
+            Err(StoreError::Conflict { code: "invalid_transition", .. }) => {}
+            Err(e) => panic!("unexpected error: {e:?}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one claim wins");
+    let now = store.conversation(t.id, c.id).await.unwrap().unwrap();
+    assert_eq!(now.agent_id, winners[0]);
+}
+
+pub async fn feedback_and_csat_are_kept(store: Arc<dyn Store>) {
+    let t = tenant(&store, "acme").await;
+    let c = conversation(&store, &t).await;
+    let m = store.append_message(customer_msg(&c, "hi", None)).await.unwrap().message;
+    let fb = |rating| NewFeedback {
+        tenant_id: t.id,
+        conversation_id: c.id,
+        message_id: m.id,
+        rating,
+        comment: Some("ok".into()),
+    };
+    store.put_feedback(fb(Rating::Up)).await.unwrap();
+    store.put_feedback(fb(Rating::Down)).await.unwrap();
+    store.set_csat(t.id, c.id, 4).await.unwrap();
+    assert_eq!(store.conversation(t.id, c.id).await.unwrap().unwrap().csat, Some(4));
+    let kinds: Vec<String> = store.list_events(t.id, Some(c.id), 10).await.unwrap().into_iter().map(|e| e.kind).collect();
+    assert_eq!(kinds, ["conversation.csat", "message.feedback", "message.feedback", "conversation.created"]);
+}
+
+pub async fn tenants_are_isolated(store: Arc<dyn Store>) {
+    let a = tenant(&store, "acme").await;
+    let b = tenant(&store, "globex").await;
+    let c = conversation(&store, &a).await;
+    let u = store.create_user(user(a.id, "kim@example.com", Role::Agent)).await.unwrap();
+    assert!(store.conversation(b.id, c.id).await.unwrap().is_none());
+    assert!(store.list_conversations(b.id, None, 10).await.unwrap().is_empty());
+    assert!(store.user(b.id, u.id).await.unwrap().is_none());
+    assert!(store.user_by_email(b.id, "kim@example.com").await.unwrap().is_none());
+    // Same e-mail in another tenant is a different user.
+    store.create_user(user(b.id, "kim@example.com", Role::Admin)).await.unwrap();
+    let other = NewMessage { tenant_id: b.id, ..customer_msg(&c, "sneaky", None) };
+    assert!(matches!(store.append_message(other).await, Err(StoreError::NotFound(_))));
+    let wrong = Transition { tenant_id: b.id, ..transition(&c, &[ConversationStatus::Bot], ConversationStatus::Queued, None) };
+    assert!(matches!(store.transition(wrong).await, Err(StoreError::NotFound(_))));
+}

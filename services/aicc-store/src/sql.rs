@@ -1,0 +1,555 @@
+//! The SQL both backends share. The schemas differ only in column spellings
+//! (see migrations/), and sqlx encodes `Uuid`, `DateTime<Utc>` and `Json<T>`
+//! for each, so one body of queries serves both through this macro.
+
+use aicc_core::domain::*;
+use aicc_core::settings::TenantSettings;
+use aicc_core::{Store, StoreError, StoreResult};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::types::Json;
+use sqlx::Row;
+use uuid::Uuid;
+
+use crate::{db_err, is_unique_violation, PgStore, SqliteStore};
+
+const TENANT_COLS: &str = "id, slug, name, settings, created_at";
+const USER_COLS: &str = "id, tenant_id, email, name, role, teams, max_concurrent, password_hash, created_at";
+const CONV_COLS: &str = "id, tenant_id, status, agent_id, team, locale, customer, last_seq, csat, created_at, updated_at";
+const MSG_COLS: &str =
+    "id, conversation_id, seq, sender, sender_id, text, client_msg_id, intent, citations, quick_replies, created_at";
+
+fn corrupt(what: &str, value: &str) -> StoreError {
+    StoreError::Internal(format!("unexpected {what} `{value}` in the database"))
+}
+
+macro_rules! sql_store {
+    ($store:ident, $db:ty, $backend:literal) => {
+        impl $store {
+            fn tenant_row(r: &<$db as sqlx::Database>::Row) -> StoreResult<Tenant> {
+                Ok(Tenant {
+                    id: r.try_get("id").map_err(db_err)?,
+                    slug: r.try_get("slug").map_err(db_err)?,
+                    name: r.try_get("name").map_err(db_err)?,
+                    settings: r.try_get::<Json<TenantSettings>, _>("settings").map_err(db_err)?.0,
+                    created_at: r.try_get("created_at").map_err(db_err)?,
+                })
+            }
+
+            fn user_row(r: &<$db as sqlx::Database>::Row) -> StoreResult<User> {
+                let role: String = r.try_get("role").map_err(db_err)?;
+                Ok(User {
+                    id: r.try_get("id").map_err(db_err)?,
+                    tenant_id: r.try_get("tenant_id").map_err(db_err)?,
+                    email: r.try_get("email").map_err(db_err)?,
+                    name: r.try_get("name").map_err(db_err)?,
+                    role: Role::parse(&role).ok_or_else(|| corrupt("role", &role))?,
+                    teams: r.try_get::<Json<Vec<String>>, _>("teams").map_err(db_err)?.0,
+                    max_concurrent: r.try_get("max_concurrent").map_err(db_err)?,
+                    password_hash: r.try_get("password_hash").map_err(db_err)?,
+                    created_at: r.try_get("created_at").map_err(db_err)?,
+                })
+            }
+
+            fn conv_row(r: &<$db as sqlx::Database>::Row) -> StoreResult<Conversation> {
+                let status: String = r.try_get("status").map_err(db_err)?;
+                Ok(Conversation {
+                    id: r.try_get("id").map_err(db_err)?,
+                    tenant_id: r.try_get("tenant_id").map_err(db_err)?,
+                    status: ConversationStatus::parse(&status).ok_or_else(|| corrupt("status", &status))?,
+                    agent_id: r.try_get("agent_id").map_err(db_err)?,
+                    team: r.try_get("team").map_err(db_err)?,
+                    locale: r.try_get("locale").map_err(db_err)?,
+                    customer: r.try_get::<Json<CustomerInfo>, _>("customer").map_err(db_err)?.0,
+                    last_seq: r.try_get("last_seq").map_err(db_err)?,
+                    csat: r.try_get("csat").map_err(db_err)?,
+                    created_at: r.try_get("created_at").map_err(db_err)?,
+                    updated_at: r.try_get("updated_at").map_err(db_err)?,
+                })
+            }
+
+            fn msg_row(r: &<$db as sqlx::Database>::Row) -> StoreResult<Message> {
+                let sender: String = r.try_get("sender").map_err(db_err)?;
+                Ok(Message {
+                    id: r.try_get("id").map_err(db_err)?,
+                    conversation_id: r.try_get("conversation_id").map_err(db_err)?,
+                    seq: r.try_get("seq").map_err(db_err)?,
+                    sender: Sender::parse(&sender).ok_or_else(|| corrupt("sender", &sender))?,
+                    sender_id: r.try_get("sender_id").map_err(db_err)?,
+                    text: r.try_get("text").map_err(db_err)?,
+                    client_msg_id: r.try_get("client_msg_id").map_err(db_err)?,
+                    intent: r.try_get("intent").map_err(db_err)?,
+                    citations: r.try_get::<Json<Vec<Citation>>, _>("citations").map_err(db_err)?.0,
+                    quick_replies: r.try_get::<Json<Vec<String>>, _>("quick_replies").map_err(db_err)?.0,
+                    created_at: r.try_get("created_at").map_err(db_err)?,
+                })
+            }
+
+            fn event_row(r: &<$db as sqlx::Database>::Row) -> StoreResult<Event> {
+                Ok(Event {
+                    id: r.try_get("id").map_err(db_err)?,
+                    tenant_id: r.try_get("tenant_id").map_err(db_err)?,
+                    conversation_id: r.try_get("conversation_id").map_err(db_err)?,
+                    actor: r.try_get("actor").map_err(db_err)?,
+                    kind: r.try_get("kind").map_err(db_err)?,
+                    data: r.try_get::<Json<serde_json::Value>, _>("data").map_err(db_err)?.0,
+                    created_at: r.try_get("created_at").map_err(db_err)?,
+                })
+            }
+
+            async fn insert_event<'c, E>(exec: E, ev: &NewEvent, now: DateTime<Utc>) -> StoreResult<()>
+            where
+                E: sqlx::Executor<'c, Database = $db>,
+            {
+                sqlx::query(
+                    "INSERT INTO events (tenant_id, conversation_id, actor, kind, data, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(ev.tenant_id)
+                .bind(ev.conversation_id)
+                .bind(ev.actor)
+                .bind(&ev.kind)
+                .bind(Json(&ev.data))
+                .bind(now)
+                .execute(exec)
+                .await
+                .map_err(db_err)?;
+                Ok(())
+            }
+        }
+
+        #[async_trait]
+        impl Store for $store {
+            fn backend(&self) -> &'static str {
+                $backend
+            }
+
+            async fn ping(&self) -> StoreResult<()> {
+                sqlx::query("SELECT 1").execute(&self.pool).await.map_err(db_err)?;
+                Ok(())
+            }
+
+            async fn get_or_create_secret(&self, name: &str, candidate: &str) -> StoreResult<String> {
+                sqlx::query("INSERT INTO secrets (name, value, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING")
+                    .bind(name)
+                    .bind(candidate)
+                    .bind(Utc::now())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(db_err)?;
+                sqlx::query_scalar("SELECT value FROM secrets WHERE name = $1")
+                    .bind(name)
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(db_err)
+            }
+
+            async fn ensure_tenant(&self, slug: &str, name: &str, settings: &TenantSettings) -> StoreResult<(Tenant, bool)> {
+                let inserted = sqlx::query(
+                    "INSERT INTO tenants (id, slug, name, settings, created_at) VALUES ($1, $2, $3, $4, $5) \
+                     ON CONFLICT (slug) DO NOTHING",
+                )
+                .bind(Uuid::new_v4())
+                .bind(slug)
+                .bind(name)
+                .bind(Json(settings))
+                .bind(Utc::now())
+                .execute(&self.pool)
+                .await
+                .map_err(db_err)?
+                .rows_affected()
+                    == 1;
+                let tenant = self.tenant_by_slug(slug).await?.ok_or(StoreError::NotFound("tenant"))?;
+                Ok((tenant, inserted))
+            }
+
+            async fn tenant_by_slug(&self, slug: &str) -> StoreResult<Option<Tenant>> {
+                let row = sqlx::query(&format!("SELECT {TENANT_COLS} FROM tenants WHERE slug = $1"))
+                    .bind(slug)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(db_err)?;
+                row.as_ref().map(Self::tenant_row).transpose()
+            }
+
+            async fn tenant(&self, id: Uuid) -> StoreResult<Option<Tenant>> {
+                let row = sqlx::query(&format!("SELECT {TENANT_COLS} FROM tenants WHERE id = $1"))
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(db_err)?;
+                row.as_ref().map(Self::tenant_row).transpose()
+            }
+
+            async fn update_tenant_settings(&self, id: Uuid, settings: &TenantSettings) -> StoreResult<Tenant> {
+                let row = sqlx::query(&format!("UPDATE tenants SET settings = $1 WHERE id = $2 RETURNING {TENANT_COLS}"))
+                    .bind(Json(settings))
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(db_err)?;
+                row.as_ref().map(Self::tenant_row).transpose()?.ok_or(StoreError::NotFound("tenant"))
+            }
+
+            async fn create_user(&self, u: NewUser) -> StoreResult<User> {
+                let row = sqlx::query(&format!(
+                    "INSERT INTO users ({USER_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {USER_COLS}"
+                ))
+                .bind(Uuid::new_v4())
+                .bind(u.tenant_id)
+                .bind(u.email.to_lowercase())
+                .bind(&u.name)
+                .bind(u.role.as_str())
+                .bind(Json(&u.teams))
+                .bind(u.max_concurrent)
+                .bind(&u.password_hash)
+                .bind(Utc::now())
+                .fetch_one(&self.pool)
+                .await
+                .map_err(|e| {
+                    if is_unique_violation(&e) {
+                        StoreError::conflict("user_exists", format!("a user with e-mail {} already exists", u.email))
+                    } else {
+                        db_err(e)
+                    }
+                })?;
+                Self::user_row(&row)
+            }
+
+            async fn user(&self, tenant_id: Uuid, id: Uuid) -> StoreResult<Option<User>> {
+                let row = sqlx::query(&format!("SELECT {USER_COLS} FROM users WHERE tenant_id = $1 AND id = $2"))
+                    .bind(tenant_id)
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(db_err)?;
+                row.as_ref().map(Self::user_row).transpose()
+            }
+
+            async fn user_by_email(&self, tenant_id: Uuid, email: &str) -> StoreResult<Option<User>> {
+                let row = sqlx::query(&format!("SELECT {USER_COLS} FROM users WHERE tenant_id = $1 AND email = $2"))
+                    .bind(tenant_id)
+                    .bind(email.to_lowercase())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(db_err)?;
+                row.as_ref().map(Self::user_row).transpose()
+            }
+
+            async fn list_users(&self, tenant_id: Uuid) -> StoreResult<Vec<User>> {
+                let rows = sqlx::query(&format!("SELECT {USER_COLS} FROM users WHERE tenant_id = $1 ORDER BY email"))
+                    .bind(tenant_id)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(db_err)?;
+                rows.iter().map(Self::user_row).collect()
+            }
+
+            async fn update_user(&self, tenant_id: Uuid, id: Uuid, p: UserPatch) -> StoreResult<User> {
+                let row = sqlx::query(&format!(
+                    "UPDATE users SET name = COALESCE($3, name), role = COALESCE($4, role), \
+                     teams = COALESCE($5, teams), max_concurrent = COALESCE($6, max_concurrent), \
+                     password_hash = COALESCE($7, password_hash) \
+                     WHERE tenant_id = $1 AND id = $2 RETURNING {USER_COLS}"
+                ))
+                .bind(tenant_id)
+                .bind(id)
+                .bind(p.name)
+                .bind(p.role.map(Role::as_str))
+                .bind(p.teams.map(Json))
+                .bind(p.max_concurrent)
+                .bind(p.password_hash)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_err)?;
+                row.as_ref().map(Self::user_row).transpose()?.ok_or(StoreError::NotFound("user"))
+            }
+
+            async fn delete_user(&self, tenant_id: Uuid, id: Uuid) -> StoreResult<()> {
+                let n = sqlx::query("DELETE FROM users WHERE tenant_id = $1 AND id = $2")
+                    .bind(tenant_id)
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(db_err)?
+                    .rows_affected();
+                if n == 0 {
+                    return Err(StoreError::NotFound("user"));
+                }
+                Ok(())
+            }
+
+            async fn create_conversation(&self, c: NewConversation) -> StoreResult<Conversation> {
+                let now = Utc::now();
+                let id = Uuid::new_v4();
+                let mut tx = self.pool.begin().await.map_err(db_err)?;
+                let row = sqlx::query(&format!(
+                    "INSERT INTO conversations (id, tenant_id, status, locale, customer, last_seq, created_at, updated_at) \
+                     VALUES ($1, $2, 'bot', $3, $4, 0, $5, $5) RETURNING {CONV_COLS}"
+                ))
+                .bind(id)
+                .bind(c.tenant_id)
+                .bind(&c.locale)
+                .bind(Json(&c.customer))
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db_err)?;
+                let ev = NewEvent {
+                    tenant_id: c.tenant_id,
+                    conversation_id: Some(id),
+                    actor: None,
+                    kind: "conversation.created".into(),
+                    data: serde_json::json!({ "status": "bot", "locale": c.locale }),
+                };
+                Self::insert_event(&mut *tx, &ev, now).await?;
+                tx.commit().await.map_err(db_err)?;
+                Self::conv_row(&row)
+            }
+
+            async fn conversation(&self, tenant_id: Uuid, id: Uuid) -> StoreResult<Option<Conversation>> {
+                let row = sqlx::query(&format!("SELECT {CONV_COLS} FROM conversations WHERE tenant_id = $1 AND id = $2"))
+                    .bind(tenant_id)
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(db_err)?;
+                row.as_ref().map(Self::conv_row).transpose()
+            }
+
+            async fn find_conversation(&self, id: Uuid) -> StoreResult<Option<Conversation>> {
+                let row = sqlx::query(&format!("SELECT {CONV_COLS} FROM conversations WHERE id = $1"))
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(db_err)?;
+                row.as_ref().map(Self::conv_row).transpose()
+            }
+
+            async fn list_conversations(
+                &self,
+                tenant_id: Uuid,
+                status: Option<ConversationStatus>,
+                limit: i64,
+            ) -> StoreResult<Vec<Conversation>> {
+                let rows = sqlx::query(&format!(
+                    "SELECT {CONV_COLS} FROM conversations WHERE tenant_id = $1 AND ($2 IS NULL OR status = $2) \
+                     ORDER BY updated_at DESC, id LIMIT $3"
+                ))
+                .bind(tenant_id)
+                .bind(status.map(ConversationStatus::as_str))
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_err)?;
+                rows.iter().map(Self::conv_row).collect()
+            }
+
+            async fn transition(&self, t: Transition) -> StoreResult<Conversation> {
+                let now = Utc::now();
+                // The allowed source states go in as extra placeholders: a conditional
+                // UPDATE is what makes concurrent claims race-free (one row, one winner).
+                let from_list: Vec<String> = (0..t.from.len()).map(|i| format!("${}", i + 7)).collect();
+                let sql = format!(
+                    "UPDATE conversations SET status = $1, agent_id = $2, team = $3, updated_at = $4 \
+                     WHERE tenant_id = $5 AND id = $6 AND status IN ({}) RETURNING {CONV_COLS}",
+                    if from_list.is_empty() { "NULL".to_string() } else { from_list.join(", ") }
+                );
+                let mut tx = self.pool.begin().await.map_err(db_err)?;
+                let mut q = sqlx::query(&sql)
+                    .bind(t.to.as_str())
+                    .bind(t.agent_id)
+                    .bind(&t.team)
+                    .bind(now)
+                    .bind(t.tenant_id)
+                    .bind(t.conversation_id);
+                for s in &t.from {
+                    q = q.bind(s.as_str());
+                }
+                let Some(row) = q.fetch_optional(&mut *tx).await.map_err(db_err)? else {
+                    tx.rollback().await.map_err(db_err)?;
+                    return match self.conversation(t.tenant_id, t.conversation_id).await? {
+                        None => Err(StoreError::NotFound("conversation")),
+                        Some(c) => Err(StoreError::conflict(
+                            "invalid_transition",
+                            format!("the conversation is {}; it cannot become {}", c.status.as_str(), t.to.as_str()),
+                        )),
+                    };
+                };
+                let conv = Self::conv_row(&row)?;
+                let mut data = t.data.clone();
+                if let Some(obj) = data.as_object_mut() {
+                    obj.insert("to".into(), t.to.as_str().into());
+                    obj.insert("agent_id".into(), serde_json::json!(t.agent_id));
+                }
+                let ev = NewEvent {
+                    tenant_id: t.tenant_id,
+                    conversation_id: Some(t.conversation_id),
+                    actor: t.actor,
+                    kind: t.kind.clone(),
+                    data,
+                };
+                Self::insert_event(&mut *tx, &ev, now).await?;
+                tx.commit().await.map_err(db_err)?;
+                Ok(conv)
+            }
+
+            async fn set_csat(&self, tenant_id: Uuid, conversation_id: Uuid, score: i16) -> StoreResult<()> {
+                let now = Utc::now();
+                let mut tx = self.pool.begin().await.map_err(db_err)?;
+                let n = sqlx::query("UPDATE conversations SET csat = $1 WHERE tenant_id = $2 AND id = $3")
+                    .bind(score)
+                    .bind(tenant_id)
+                    .bind(conversation_id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?
+                    .rows_affected();
+                if n == 0 {
+                    return Err(StoreError::NotFound("conversation"));
+                }
+                let ev = NewEvent {
+                    tenant_id,
+                    conversation_id: Some(conversation_id),
+                    actor: None,
+                    kind: "conversation.csat".into(),
+                    data: serde_json::json!({ "score": score }),
+                };
+                Self::insert_event(&mut *tx, &ev, now).await?;
+                tx.commit().await.map_err(db_err)
+            }
+
+            async fn append_message(&self, m: NewMessage) -> StoreResult<Appended> {
+                let now = Utc::now();
+                let mut tx = self.pool.begin().await.map_err(db_err)?;
+                // Bumping last_seq first takes the conversation's row lock (Postgres) or the
+                // write lock (SQLite): appenders to one conversation queue here, so seq has
+                // no gaps or duplicates and the idempotency check below sees every commit.
+                let seq: Option<i64> = sqlx::query_scalar(
+                    "UPDATE conversations SET last_seq = last_seq + 1, updated_at = $1 \
+                     WHERE tenant_id = $2 AND id = $3 RETURNING last_seq",
+                )
+                .bind(now)
+                .bind(m.tenant_id)
+                .bind(m.conversation_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?;
+                let Some(seq) = seq else {
+                    tx.rollback().await.map_err(db_err)?;
+                    return Err(StoreError::NotFound("conversation"));
+                };
+                if let Some(client_id) = m.client_msg_id {
+                    let existing = sqlx::query(&format!(
+                        "SELECT {MSG_COLS} FROM messages WHERE conversation_id = $1 AND client_msg_id = $2"
+                    ))
+                    .bind(m.conversation_id)
+                    .bind(client_id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+                    if let Some(row) = existing {
+                        tx.rollback().await.map_err(db_err)?;
+                        let message = Self::msg_row(&row)?;
+                        if message.text != m.text || message.sender != m.sender {
+                            return Err(StoreError::IdempotencyConflict);
+                        }
+                        return Ok(Appended { message, created: false });
+                    }
+                }
+                let row = sqlx::query(&format!(
+                    "INSERT INTO messages ({MSG_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+                     RETURNING {MSG_COLS}"
+                ))
+                .bind(Uuid::new_v4())
+                .bind(m.conversation_id)
+                .bind(seq)
+                .bind(m.sender.as_str())
+                .bind(m.sender_id)
+                .bind(&m.text)
+                .bind(m.client_msg_id)
+                .bind(&m.intent)
+                .bind(Json(&m.citations))
+                .bind(Json(&m.quick_replies))
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db_err)?;
+                tx.commit().await.map_err(db_err)?;
+                Ok(Appended { message: Self::msg_row(&row)?, created: true })
+            }
+
+            async fn list_messages(&self, conversation_id: Uuid, after_seq: i64, limit: i64) -> StoreResult<Vec<Message>> {
+                let rows = sqlx::query(&format!(
+                    "SELECT {MSG_COLS} FROM messages WHERE conversation_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
+                ))
+                .bind(conversation_id)
+                .bind(after_seq)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_err)?;
+                rows.iter().map(Self::msg_row).collect()
+            }
+
+            async fn message(&self, conversation_id: Uuid, id: Uuid) -> StoreResult<Option<Message>> {
+                let row = sqlx::query(&format!("SELECT {MSG_COLS} FROM messages WHERE conversation_id = $1 AND id = $2"))
+                    .bind(conversation_id)
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(db_err)?;
+                row.as_ref().map(Self::msg_row).transpose()
+            }
+
+            async fn put_feedback(&self, f: NewFeedback) -> StoreResult<()> {
+                let now = Utc::now();
+                let mut tx = self.pool.begin().await.map_err(db_err)?;
+                sqlx::query(
+                    "INSERT INTO feedback (message_id, conversation_id, tenant_id, rating, comment, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6) \
+                     ON CONFLICT (message_id) DO UPDATE SET rating = $4, comment = $5, created_at = $6",
+                )
+                .bind(f.message_id)
+                .bind(f.conversation_id)
+                .bind(f.tenant_id)
+                .bind(f.rating.as_str())
+                .bind(&f.comment)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+                let ev = NewEvent {
+                    tenant_id: f.tenant_id,
+                    conversation_id: Some(f.conversation_id),
+                    actor: None,
+                    kind: "message.feedback".into(),
+                    data: serde_json::json!({ "message_id": f.message_id, "rating": f.rating.as_str() }),
+                };
+                Self::insert_event(&mut *tx, &ev, now).await?;
+                tx.commit().await.map_err(db_err)
+            }
+
+            async fn record_event(&self, ev: NewEvent) -> StoreResult<()> {
+                Self::insert_event(&self.pool, &ev, Utc::now()).await
+            }
+
+            async fn list_events(&self, tenant_id: Uuid, conversation_id: Option<Uuid>, limit: i64) -> StoreResult<Vec<Event>> {
+                let rows = sqlx::query(
+                    "SELECT id, tenant_id, conversation_id, actor, kind, data, created_at FROM events \
+                     WHERE tenant_id = $1 AND ($2 IS NULL OR conversation_id = $2) ORDER BY id DESC LIMIT $3",
+                )
+                .bind(tenant_id)
+                .bind(conversation_id)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_err)?;
+                rows.iter().map(Self::event_row).collect()
+            }
+        }
+    };
+}
+
+sql_store!(PgStore, sqlx::Postgres, "postgres");
+sql_store!(SqliteStore, sqlx::Sqlite, "sqlite");

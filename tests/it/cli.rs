@@ -1,0 +1,193 @@
+//! The `aicc` binary itself: `serve` on embedded defaults and on Postgres, the
+//! demo tenant, the persisted signing key, `admin create-user`, bad config.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use aicc_tests::{fresh_pg_database, scratch_dir};
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// `AICC_BIN` (set by scripts/test), else `aicc` next to this test binary's deps dir.
+fn aicc_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("AICC_BIN") {
+        return p.into();
+    }
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe.parent().and_then(Path::parent).unwrap().join("aicc");
+    assert!(bin.exists(), "build the binary first (cargo build -p aicc-server) or set AICC_BIN; looked at {}", bin.display());
+    bin
+}
+
+fn aicc(dir: &Path) -> Command {
+    let mut cmd = Command::new(aicc_bin());
+    cmd.current_dir(dir)
+        .env_remove("DATABASE_URL")
+        .env_remove("REDIS_URL")
+        .env_remove("AICC_DEMO")
+        .env_remove("AICC_CONFIG")
+        .env("AICC_BIND", "127.0.0.1:0")
+        .env("AICC_DATA_DIR", dir.join("data"))
+        .env("AICC_MODEL_DIR", dir.join("models"))
+        .kill_on_drop(true);
+    cmd
+}
+
+struct Running {
+    _child: Child,
+    url: String,
+    stderr: tokio::sync::mpsc::UnboundedReceiver<String>,
+}
+
+impl Running {
+    /// The demo admin's password from the start banner.
+    async fn demo_password(&mut self) -> String {
+        while let Some(line) = tokio::time::timeout(Duration::from_secs(30), self.stderr.recv()).await.unwrap() {
+            if let Some(rest) = line.split("password: ").nth(1) {
+                return rest.trim().to_string();
+            }
+        }
+        panic!("no demo credentials in the banner");
+    }
+}
+
+async fn start(mut cmd: Command) -> Running {
+    let mut child = cmd.arg("serve").stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("start aicc");
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = stderr.next_line().await {
+            let _ = tx.send(line);
+        }
+    });
+    let line = tokio::time::timeout(Duration::from_secs(60), stdout.next_line())
+        .await
+        .expect("aicc serve printed nothing within 60 s")
+        .unwrap()
+        .expect("aicc serve exited before listening");
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    Running { _child: child, url: v["listening"].as_str().unwrap().to_string(), stderr: rx }
+}
+
+async fn login(url: &str, password: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("{url}/v1/auth/login"))
+        .json(&json!({ "tenant": "demo", "email": "admin@demo.local", "password": password }))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_on_embedded_defaults_keeps_demo_and_key_across_restarts() {
+    let dir = scratch_dir();
+    let mut first = start(aicc(&dir)).await;
+    let health = reqwest::get(format!("{}/healthz", first.url)).await.unwrap();
+    assert_eq!(health.status(), 200);
+    assert_eq!(reqwest::get(format!("{}/readyz", first.url)).await.unwrap().status(), 200);
+    let password = first.demo_password().await;
+    let resp = login(&first.url, &password).await;
+    assert_eq!(resp.status(), 200);
+    let token = resp.json::<serde_json::Value>().await.unwrap()["access_token"].as_str().unwrap().to_string();
+    assert!(dir.join("data/aicc.db").exists(), "SQLite under the data dir");
+    drop(first);
+
+    // A restart keeps the demo admin and the signing key: the old token still works.
+    let mut second = start(aicc(&dir)).await;
+    assert_eq!(second.demo_password().await, password);
+    let resp = reqwest::Client::new().get(format!("{}/v1/admin/users", second.url)).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let users = resp.json::<serde_json::Value>().await.unwrap();
+    assert_eq!(users["users"].as_array().unwrap().len(), 1, "the demo admin was not created twice");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_on_postgres() {
+    let dir = scratch_dir();
+    let mut cmd = aicc(&dir);
+    cmd.env("DATABASE_URL", fresh_pg_database().await);
+    let mut app = start(cmd).await;
+    let password = app.demo_password().await;
+    assert_eq!(login(&app.url, &password).await.status(), 200);
+    assert!(!dir.join("data/aicc.db").exists(), "no SQLite file when DATABASE_URL is set");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_can_be_turned_off() {
+    let dir = scratch_dir();
+    let mut cmd = aicc(&dir);
+    cmd.env("AICC_DEMO", "0");
+    let app = start(cmd).await;
+    let resp = reqwest::Client::new()
+        .post(format!("{}/v1/widget/demo/conversations", app.url))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404, "no demo tenant");
+}
+
+async fn create_user(dir: &Path, stdin: &str, extra: &[&str]) -> std::process::Output {
+    let mut cmd = aicc(dir);
+    cmd.args(["admin", "create-user", "--tenant", "hanbit", "--email", "Boss@Hanbit.test", "--role", "admin"])
+        .args(extra)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).await.unwrap();
+    child.wait_with_output().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_create_user_from_stdin_or_generated() {
+    let dir = scratch_dir();
+    let out = create_user(&dir, "s3cret-password\n", &["--name", "김지점장"]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((v["tenant"].as_str(), v["email"].as_str(), v["role"].as_str()), (Some("hanbit"), Some("boss@hanbit.test"), Some("admin")));
+    assert!(v.get("generated_password").is_none());
+
+    let again = create_user(&dir, "another-password\n", &[]).await;
+    assert!(!again.status.success(), "a duplicate e-mail fails");
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+
+    let mut gen = aicc(&dir);
+    let gen = gen
+        .args(["admin", "create-user", "--tenant", "hanbit", "--email", "agent@hanbit.test", "--role", "agent"])
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    assert!(gen.status.success(), "{}", String::from_utf8_lossy(&gen.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&gen.stdout).unwrap();
+    let generated = v["generated_password"].as_str().unwrap().to_string();
+    assert_eq!(generated.len(), 20);
+
+    let store = aicc_store::SqliteStore::open(&dir.join("data/aicc.db")).await.unwrap();
+    use aicc_core::Store;
+    let tenant = store.tenant_by_slug("hanbit").await.unwrap().unwrap();
+    let boss = store.user_by_email(tenant.id, "boss@hanbit.test").await.unwrap().unwrap();
+    assert_eq!(boss.name, "김지점장");
+    assert!(aicc_api::auth::verify_password("s3cret-password", Some(&boss.password_hash)));
+    let agent = store.user_by_email(tenant.id, "agent@hanbit.test").await.unwrap().unwrap();
+    assert!(aicc_api::auth::verify_password(&generated, Some(&agent.password_hash)));
+
+    let weak = create_user(&dir, "short\n", &["--email", "x@hanbit.test"]).await;
+    assert!(!weak.status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_configuration_is_named() {
+    let dir = scratch_dir();
+    let out = aicc(&dir).env("AICC_MAX_BODY_BYTES", "lots").arg("serve").output().await.unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("AICC_MAX_BODY_BYTES"));
+    std::fs::write(dir.join("aicc.toml"), "bind = 5\n").unwrap();
+    let out = aicc(&dir).arg("serve").output().await.unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid config file"), "{}", String::from_utf8_lossy(&out.stderr));
+}

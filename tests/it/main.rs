@@ -1,0 +1,32 @@
+//! The one integration-test binary: the Store suite on both backends, the API
+//! on both backends, auth, bad input, the command line and the deploy files.
+
+mod api;
+mod auth;
+mod bad_input;
+mod cli;
+mod deploy;
+mod store;
+
+/// Runs each listed `async fn(TestApp)` against a server on Postgres and on SQLite.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(aicc_tests::spawn_app(aicc_tests::Backend::Postgres).await).await;
+                }
+            )*
+        }
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(aicc_tests::spawn_app(aicc_tests::Backend::Sqlite).await).await;
+                }
+            )*
+        }
+    };
+}

@@ -1,0 +1,174 @@
+//! Helpers for the integration tests: a fresh database per test (Postgres or
+//! SQLite), a server on port 0, and an HTTP client with a few shortcuts.
+
+use std::sync::Arc;
+
+use aicc_core::settings::{Settings, TenantSettings};
+use aicc_core::{NewUser, Role, Store};
+use aicc_store::{PgStore, SqliteStore};
+use serde_json::{json, Value};
+use sqlx::Connection;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+/// The server Postgres admin URL (`AICC_TEST_PG`, default the local trust-auth server).
+pub fn pg_admin_url() -> String {
+    std::env::var("AICC_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A new, empty, migrated Postgres database (named `aicc_test_…`; scripts/test drops old ones).
+pub async fn fresh_pg_store() -> Arc<dyn Store> {
+    Arc::new(PgStore::connect(&fresh_pg_database().await).await.expect("connect to the test database"))
+}
+
+pub async fn fresh_pg_database() -> String {
+    let admin = pg_admin_url();
+    let name = format!("aicc_test_{}", Uuid::new_v4().simple());
+    let mut conn = sqlx::PgConnection::connect(&admin).await.expect("Postgres must be running (see scripts/test)");
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create test database");
+    match admin.rsplit_once('/') {
+        Some((base, _)) => format!("{base}/{name}"),
+        None => panic!("AICC_TEST_PG must end with /DBNAME"),
+    }
+}
+
+/// A scratch directory under the system temp dir (scripts/test clears old ones).
+pub fn scratch_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join("aicc-tests").join(Uuid::new_v4().simple().to_string());
+    std::fs::create_dir_all(&dir).expect("create scratch dir");
+    dir
+}
+
+pub async fn fresh_sqlite_store() -> Arc<dyn Store> {
+    Arc::new(SqliteStore::open(&scratch_dir().join("aicc.db")).await.expect("open SQLite"))
+}
+
+pub async fn fresh_store(backend: Backend) -> Arc<dyn Store> {
+    match backend {
+        Backend::Postgres => fresh_pg_store().await,
+        Backend::Sqlite => fresh_sqlite_store().await,
+    }
+}
+
+pub const PASSWORD: &str = "correct horse battery";
+
+/// A running server with tenant `acme` (an admin and two agents) and tenant
+/// `globex` (one agent), on a fresh database.
+pub struct TestApp {
+    pub url: String,
+    pub client: reqwest::Client,
+    pub store: Arc<dyn Store>,
+    pub settings: Settings,
+}
+
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, |_| {}).await
+}
+
+pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    let store = fresh_store(backend).await;
+    let mut settings = Settings { bind: "127.0.0.1:0".into(), demo: false, ..Settings::default() };
+    tweak(&mut settings);
+    let hash = aicc_api::auth::hash_password(PASSWORD).unwrap();
+    for (slug, users) in [
+        ("acme", &[("admin@acme.test", Role::Admin), ("agent@acme.test", Role::Agent), ("agent2@acme.test", Role::Agent)][..]),
+        ("globex", &[("agent@globex.test", Role::Agent)][..]),
+    ] {
+        let (tenant, _) = store.ensure_tenant(slug, slug, &TenantSettings::default()).await.unwrap();
+        for (email, role) in users {
+            let user = NewUser {
+                tenant_id: tenant.id,
+                email: email.to_string(),
+                name: email.split('@').next().unwrap().to_string(),
+                role: *role,
+                teams: vec![],
+                max_concurrent: 5,
+                password_hash: hash.clone(),
+            };
+            store.create_user(user).await.unwrap();
+        }
+    }
+    let app = aicc_api::Application::build(settings.clone(), store.clone()).await.expect("build app");
+    let url = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    TestApp { url, client: reqwest::Client::new(), store, settings }
+}
+
+impl TestApp {
+    pub fn at(&self, path: &str) -> String {
+        format!("{}{}", self.url, path)
+    }
+
+    /// Logs in and returns the access token.
+    pub async fn login(&self, tenant: &str, email: &str) -> String {
+        let r = self.post_json("/v1/auth/login", None, json!({ "tenant": tenant, "email": email, "password": PASSWORD })).await;
+        assert_eq!(r.0, 200, "login failed: {}", r.1);
+        r.1["access_token"].as_str().unwrap().to_string()
+    }
+
+    /// Starts a widget conversation: `(conversation_id, customer token)`.
+    pub async fn new_conversation(&self, tenant: &str) -> (Uuid, String) {
+        let (status, body) = self.post_json(&format!("/v1/widget/{tenant}/conversations"), None, json!({ "locale": "ko" })).await;
+        assert_eq!(status, 201, "{body}");
+        (body["conversation_id"].as_str().unwrap().parse().unwrap(), body["token"].as_str().unwrap().to_string())
+    }
+
+    pub async fn post_json(&self, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
+        let mut req = self.client.post(self.at(path)).json(&body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        read(req.send().await.expect("request")).await
+    }
+
+    pub async fn put_json(&self, path: &str, token: &str, body: Value) -> (u16, Value) {
+        read(self.client.put(self.at(path)).bearer_auth(token).json(&body).send().await.expect("request")).await
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
+        let mut req = self.client.get(self.at(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        read(req.send().await.expect("request")).await
+    }
+
+    /// Posts raw bytes with a content type (for malformed-input tests).
+    pub async fn post_raw(&self, path: &str, token: Option<&str>, content_type: &str, body: Vec<u8>) -> (u16, Value) {
+        let mut req = self.client.post(self.at(path)).header("content-type", content_type).body(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        read(req.send().await.expect("request")).await
+    }
+
+    pub async fn send_message(&self, conv: Uuid, token: &str, text: &str) -> (u16, Value) {
+        self.post_json(
+            &format!("/v1/conversations/{conv}/messages"),
+            Some(token),
+            json!({ "client_msg_id": Uuid::new_v4(), "text": text }),
+        )
+        .await
+    }
+
+    pub async fn message_count(&self, conv: Uuid) -> usize {
+        self.store.list_messages(conv, 0, 10_000).await.unwrap().len()
+    }
+}
+
+/// Status and JSON body (`null` when the body is empty or not JSON).
+pub async fn read(resp: reqwest::Response) -> (u16, Value) {
+    let status = resp.status().as_u16();
+    let bytes = resp.bytes().await.unwrap_or_default();
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+/// The `error.code` of an error body.
+pub fn code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or("<no error code>")
+}
