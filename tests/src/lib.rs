@@ -63,6 +63,7 @@ pub struct TestApp {
     pub url: String,
     pub client: reqwest::Client,
     pub store: Arc<dyn Store>,
+    pub bus: Arc<dyn aicc_core::Bus>,
     pub settings: Settings,
 }
 
@@ -93,10 +94,11 @@ pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Settings))
             store.create_user(user).await.unwrap();
         }
     }
-    let app = aicc_api::Application::build(settings.clone(), store.clone()).await.expect("build app");
+    let bus: Arc<dyn aicc_core::Bus> = Arc::new(aicc_bus::InProcessBus::new());
+    let app = aicc_api::Application::build(settings.clone(), store.clone(), bus.clone()).await.expect("build app");
     let url = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
-    TestApp { url, client: reqwest::Client::new(), store, settings }
+    TestApp { url, client: reqwest::Client::new(), store, bus, settings }
 }
 
 impl TestApp {

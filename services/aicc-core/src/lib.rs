@@ -1,10 +1,12 @@
 //! AICC core: the domain types, the service traits every other crate implements
 //! or consumes, and small pure helpers (PII redaction, settings). No I/O here.
 
+pub mod bus;
 pub mod domain;
 pub mod redact;
 pub mod settings;
 pub mod store;
 
 pub use domain::*;
+pub use bus::{Bus, BusError, BusEvent, BusStream, Topic};
 pub use store::{Store, StoreError, StoreResult};

@@ -108,10 +108,12 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let store = aicc_store::open(settings.database_url.as_deref(), &settings.data_dir).await?;
     let demo = if settings.demo { Some(bootstrap::demo_tenant(&store).await?) } else { None };
     let backend = store.backend();
-    let app = aicc_api::Application::build(settings.clone(), store).await?;
+    let bus = aicc_bus::open(settings.redis_url.as_deref()).await?;
+    let bus_backend = bus.backend();
+    let app = aicc_api::Application::build(settings.clone(), store, bus).await?;
     let host = settings.bind.rsplit_once(':').map(|(h, _)| h).unwrap_or("127.0.0.1");
     let url = format!("http://{host}:{}", app.port());
-    banner(&url, backend, &settings.data_dir, demo.as_ref());
+    banner(&url, backend, bus_backend, &settings.data_dir, demo.as_ref());
     tokio::select! {
         r = app.run_until_stopped() => r.context("server failed")?,
         _ = tokio::signal::ctrl_c() => tracing::info!("shutting down"),
@@ -119,10 +121,11 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn banner(url: &str, backend: &str, data_dir: &Path, demo: Option<&bootstrap::Demo>) {
+fn banner(url: &str, backend: &str, bus: &str, data_dir: &Path, demo: Option<&bootstrap::Demo>) {
     eprintln!();
     eprintln!("  AICC is running at {url}");
-    eprintln!("  store: {backend}{}", if backend == "sqlite" { format!(" ({}/aicc.db)", data_dir.display()) } else { String::new() });
+    let file = if backend == "sqlite" { format!(" ({}/aicc.db)", data_dir.display()) } else { String::new() };
+    eprintln!("  store: {backend}{file}   bus: {bus}");
     if let Some(d) = demo {
         eprintln!("  demo tenant: {}  admin: {}  password: {}", d.tenant, d.email, d.password);
     }

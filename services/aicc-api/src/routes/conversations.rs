@@ -1,7 +1,5 @@
 use actix_web::{get, post, web, HttpResponse};
-use aicc_core::{
-    redact, Conversation, ConversationStatus, Message, NewFeedback, NewMessage, Rating, Role, Sender, Transition,
-};
+use aicc_core::{redact, Conversation, ConversationStatus, Message, NewFeedback, Rating, Role, Transition};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -10,6 +8,7 @@ use super::load_conversation;
 use crate::auth::{Principal, Staff};
 use crate::error::{ApiError, ApiResult};
 use crate::json::{ApiJson, OptionalJson};
+use crate::messaging;
 use crate::AppState;
 
 use ConversationStatus::*;
@@ -101,55 +100,10 @@ pub async fn post_message(
     id: web::Path<Uuid>,
     body: ApiJson<PostMessage>,
 ) -> ApiResult<HttpResponse> {
-    let conv = load_conversation(&state, &who, *id).await?;
     let PostMessage { client_msg_id, text } = body.0;
-    let text = validate_text(&text, state.settings.limits.message_chars)?;
-    if conv.status == Closed {
-        return Err(ApiError::conflict("conversation_closed", "the conversation is closed"));
-    }
-    let (sender, sender_id) = match &who {
-        Principal::Customer { .. } => (Sender::Customer, None),
-        Principal::Staff { user_id, .. } => {
-            if conv.status != Assigned || conv.agent_id != Some(*user_id) {
-                return Err(ApiError::conflict("not_assigned", "claim the conversation before replying"));
-            }
-            (Sender::Agent, Some(*user_id))
-        }
-    };
-    let tenant = state.store.tenant(conv.tenant_id).await?.ok_or_else(|| ApiError::not_found("tenant"))?;
-    let redacted = redact::redact(&text, &tenant.settings.pii);
-    let appended = state
-        .store
-        .append_message(NewMessage {
-            tenant_id: conv.tenant_id,
-            conversation_id: conv.id,
-            sender,
-            sender_id,
-            text: redacted.text,
-            client_msg_id: Some(client_msg_id),
-            intent: None,
-            citations: vec![],
-            quick_replies: vec![],
-        })
-        .await?;
+    let appended = messaging::post_message(&state, &who, *id, client_msg_id, &text).await?;
     let body = MessageBody { message: appended.message };
     Ok(if appended.created { HttpResponse::Created().json(body) } else { HttpResponse::Ok().json(body) })
-}
-
-/// Trims and checks a message text: not blank, not over the limit, no control
-/// characters other than newlines and tabs.
-fn validate_text(text: &str, max_chars: usize) -> ApiResult<String> {
-    let text = text.trim();
-    if text.is_empty() {
-        return Err(ApiError::validation("empty_text", "text must not be empty"));
-    }
-    if text.chars().count() > max_chars {
-        return Err(ApiError::validation("text_too_long", format!("text is longer than {max_chars} characters")));
-    }
-    if text.chars().any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r') {
-        return Err(ApiError::validation("invalid_text", "text contains control characters"));
-    }
-    Ok(text.to_string())
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -217,6 +171,7 @@ async fn change(
             data,
         })
         .await?;
+    messaging::publish_status(state, &conversation).await;
     Ok(HttpResponse::Ok().json(ConversationBody { conversation }))
 }
 
@@ -397,16 +352,3 @@ pub async fn assist(state: web::Data<AppState>, who: Principal, _staff: Staff, i
     Err(ApiError::not_implemented("agent assist"))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::validate_text;
-
-    #[test]
-    fn text_rules() {
-        assert_eq!(validate_text("  hi  ", 10).unwrap(), "hi");
-        assert_eq!(validate_text(" \n\t ", 10).unwrap_err().code, "empty_text");
-        assert_eq!(validate_text("가나다라마바사아자차카", 10).unwrap_err().code, "text_too_long");
-        assert_eq!(validate_text("a\u{0}b", 10).unwrap_err().code, "invalid_text");
-        assert!(validate_text("가나다라마바사아자차", 10).is_ok(), "the limit counts characters, not bytes");
-    }
-}

@@ -21,9 +21,10 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         Ok(()) => "ok".to_string(),
         Err(e) => format!("unavailable: {e}"),
     };
-    // No bus or models yet: the in-process bus is always reachable and no model is configured.
-    let body = json!({ "store": store, "bus": "ok", "models": {} });
-    if store == "ok" {
+    let bus = if state.bus.is_healthy() { "ok" } else { "unavailable" };
+    // No model is configured yet.
+    let body = json!({ "store": store, "bus": bus, "models": {} });
+    if store == "ok" && bus == "ok" {
         HttpResponse::Ok().json(body)
     } else {
         HttpResponse::ServiceUnavailable().json(body)

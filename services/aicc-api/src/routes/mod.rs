@@ -41,6 +41,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(admin::update_user)
         .service(admin::delete_user)
         .service(admin::identity_secret)
+        .service(crate::ws::websocket)
         .default_service(web::to(not_found));
 }
 
