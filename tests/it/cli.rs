@@ -21,7 +21,7 @@ fn aicc_bin() -> PathBuf {
     bin
 }
 
-fn aicc(dir: &Path) -> Command {
+pub fn aicc(dir: &Path) -> Command {
     let mut cmd = Command::new(aicc_bin());
     cmd.current_dir(dir)
         .env_remove("DATABASE_URL")
@@ -35,15 +35,15 @@ fn aicc(dir: &Path) -> Command {
     cmd
 }
 
-struct Running {
+pub struct Running {
     _child: Child,
-    url: String,
+    pub url: String,
     stderr: tokio::sync::mpsc::UnboundedReceiver<String>,
 }
 
 impl Running {
     /// The demo admin's password from the start banner.
-    async fn demo_password(&mut self) -> String {
+    pub async fn demo_password(&mut self) -> String {
         while let Some(line) = tokio::time::timeout(Duration::from_secs(30), self.stderr.recv()).await.unwrap() {
             if let Some(rest) = line.split("password: ").nth(1) {
                 return rest.trim().to_string();
@@ -53,7 +53,7 @@ impl Running {
     }
 }
 
-async fn start(mut cmd: Command) -> Running {
+pub async fn start(mut cmd: Command) -> Running {
     let mut child = cmd.arg("serve").stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("start aicc");
     let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();

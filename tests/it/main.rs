@@ -3,10 +3,13 @@
 
 mod api;
 mod auth;
+mod bus;
 mod bad_input;
 mod cli;
 mod deploy;
+mod replicas;
 mod store;
+mod ws;
 
 /// Runs each listed `async fn(TestApp)` against a server on Postgres and on SQLite.
 #[macro_export]

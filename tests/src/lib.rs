@@ -174,3 +174,129 @@ pub async fn read(resp: reqwest::Response) -> (u16, Value) {
 pub fn code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or("<no error code>")
 }
+
+pub fn redis_url() -> String {
+    std::env::var("AICC_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+pub async fn in_process_bus() -> Arc<dyn aicc_core::Bus> {
+    Arc::new(aicc_bus::InProcessBus::new())
+}
+
+pub async fn redis_bus() -> Arc<dyn aicc_core::Bus> {
+    Arc::new(aicc_bus::RedisBus::connect(&redis_url()).await.expect("Redis must be running (see scripts/test)"))
+}
+
+/// A free TCP port on loopback (for a server the test starts itself).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A private `redis-server` on `port`, for tests that stop and restart Redis.
+pub struct PrivateRedis {
+    pub port: u16,
+    child: std::process::Child,
+}
+
+impl PrivateRedis {
+    pub fn start(port: u16) -> Self {
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Self { port, child }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A WebSocket client speaking the JSON frames of docs/protocol.md.
+pub struct WsClient {
+    ws: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+}
+
+impl WsClient {
+    pub async fn connect(base_url: &str, token: &str) -> WsClient {
+        let url = format!("{}/v1/ws?token={token}", base_url.replacen("http://", "ws://", 1));
+        let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("WebSocket connect");
+        WsClient { ws }
+    }
+
+    pub async fn send(&mut self, frame: Value) {
+        use futures_util::SinkExt;
+        self.ws.send(tokio_tungstenite::tungstenite::Message::Text(frame.to_string().into())).await.expect("send frame");
+    }
+
+    pub async fn send_raw(&mut self, msg: tokio_tungstenite::tungstenite::Message) {
+        use futures_util::SinkExt;
+        self.ws.send(msg).await.expect("send frame");
+    }
+
+    /// The next JSON frame, or `None` once the server closed (waits up to 10 s).
+    pub async fn next(&mut self) -> Option<Value> {
+        use futures_util::StreamExt;
+        use tokio_tungstenite::tungstenite::Message;
+        loop {
+            let msg = tokio::time::timeout(std::time::Duration::from_secs(10), self.ws.next())
+                .await
+                .expect("no frame within 10 s")?;
+            match msg {
+                Ok(Message::Text(t)) => return Some(serde_json::from_str(&t).expect("server frames are JSON")),
+                Ok(Message::Close(_)) | Err(_) => return None,
+                Ok(_) => continue,
+            }
+        }
+    }
+
+    /// The next frame of type `ty`, skipping others.
+    pub async fn next_of(&mut self, ty: &str) -> Value {
+        loop {
+            let f = self.next().await.unwrap_or_else(|| panic!("closed while waiting for a `{ty}` frame"));
+            if f["type"] == ty {
+                return f;
+            }
+        }
+    }
+
+    /// Reads until the server closes; returns its close code.
+    pub async fn close_code(&mut self) -> Option<u16> {
+        use futures_util::StreamExt;
+        use tokio_tungstenite::tungstenite::Message;
+        loop {
+            match tokio::time::timeout(std::time::Duration::from_secs(10), self.ws.next()).await.expect("no close within 10 s") {
+                Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return None,
+            }
+        }
+    }
+
+    pub fn split(
+        self,
+    ) -> (
+        futures_util::stream::SplitSink<
+            tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+            tokio_tungstenite::tungstenite::Message,
+        >,
+        futures_util::stream::SplitStream<tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>>,
+    ) {
+        use futures_util::StreamExt;
+        self.ws.split()
+    }
+}

@@ -32,9 +32,9 @@ pub const HEARTBEAT: Duration = Duration::from_secs(15);
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(45);
 /// A client that does not take a frame within this long is closed with 4001.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(5);
-/// Client frames allowed per window; beyond it an `error` frame, and after
-/// `MAX_STRIKES` windows over the limit the connection is closed with 1008.
-pub const RATE_FRAMES: u32 = 30;
+/// Client frames are counted per window (`limits.ws_frames_per_10s`); beyond the
+/// limit an `error` frame, and after `MAX_STRIKES` windows over the limit the
+/// connection is closed with 1008.
 pub const RATE_WINDOW: Duration = Duration::from_secs(10);
 pub const MAX_STRIKES: u32 = 3;
 const PRESENCE_TTL: Duration = Duration::from_secs(45);
@@ -227,22 +227,23 @@ impl Connection {
 
     /// Counts a client frame; `false` means it is over the limit and dropped.
     async fn rate_check(&mut self) -> Result<bool, Stop> {
+        let limit = self.state.settings.limits.ws_frames_per_10s;
         let now = Instant::now();
         if now.duration_since(self.window.0) >= RATE_WINDOW {
-            if self.window.1 <= RATE_FRAMES {
+            if self.window.1 <= limit {
                 self.strikes = 0;
             }
             self.window = (now, 0);
         }
         self.window.1 += 1;
-        if self.window.1 == RATE_FRAMES + 1 {
+        if self.window.1 == limit + 1 {
             self.strikes += 1;
             if self.strikes >= MAX_STRIKES {
                 return Err(Stop::Close(CloseCode::Policy, "rate limit exceeded"));
             }
             self.send_error("rate_limited", "too many frames; slow down", None).await?;
         }
-        Ok(self.window.1 <= RATE_FRAMES)
+        Ok(self.window.1 <= limit)
     }
 
     async fn on_text(&mut self, text: &str) -> Result<(), Stop> {

@@ -52,6 +52,8 @@ pub struct Limits {
     pub message_chars: usize,
     /// Deepest JSON nesting accepted in a request body.
     pub json_depth: usize,
+    /// WebSocket frames one connection may send per 10 seconds.
+    pub ws_frames_per_10s: u32,
 }
 
 impl Default for Settings {
@@ -78,7 +80,7 @@ impl Default for AuthSettings {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { body_bytes: 64 * 1024, import_bytes: 20 * 1024 * 1024, message_chars: 4000, json_depth: 32 }
+        Self { body_bytes: 64 * 1024, import_bytes: 20 * 1024 * 1024, message_chars: 4000, json_depth: 32, ws_frames_per_10s: 60 }
     }
 }
 
@@ -129,6 +131,7 @@ impl Settings {
         "AICC_MAX_IMPORT_BYTES",
         "AICC_MAX_MESSAGE_CHARS",
         "AICC_MAX_JSON_DEPTH",
+        "AICC_WS_FRAMES_PER_10S",
     ];
 
     fn apply_env(&mut self, var: &str, value: &str) -> Result<(), SettingsError> {
@@ -159,6 +162,7 @@ impl Settings {
             "AICC_MAX_IMPORT_BYTES" => self.limits.import_bytes = num(var, value)?,
             "AICC_MAX_MESSAGE_CHARS" => self.limits.message_chars = num(var, value)?,
             "AICC_MAX_JSON_DEPTH" => self.limits.json_depth = num(var, value)?,
+            "AICC_WS_FRAMES_PER_10S" => self.limits.ws_frames_per_10s = num(var, value)?,
             _ => {}
         }
         Ok(())
