@@ -63,6 +63,12 @@ async fn client_msg_id_replay_is_idempotent(app: TestApp) {
     assert_eq!(app.message_count(conv).await, 1);
     let (_, next) = app.send_message(conv, &token, "next").await;
     assert_eq!(next["message"]["seq"], 2, "a replay consumes no seq");
+    // A retry after the conversation closed still gets its original answer.
+    app.post_json(&format!("/v1/conversations/{conv}/close"), Some(&token), json!({})).await;
+    let (s, late) = app.post_json(&path, Some(&token), json!({ "client_msg_id": id, "text": "hello" })).await;
+    assert_eq!((s, &late["message"]["id"]), (200, &first["message"]["id"]));
+    let (s, b) = app.send_message(conv, &token, "new one").await;
+    assert_eq!((s, code(&b)), (409, "conversation_closed"));
 }
 
 async fn pii_is_redacted_before_storing(app: TestApp) {

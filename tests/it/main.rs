@@ -8,6 +8,7 @@ mod bad_input;
 mod cli;
 mod deploy;
 mod replicas;
+mod routing;
 mod store;
 mod ws;
 

@@ -81,6 +81,14 @@ async fn customer_and_agent_on_different_replicas() {
         .unwrap();
     let agent_token = login["access_token"].as_str().unwrap().to_string();
 
+    // Agents always in office, and the agent online before the handoff: no waiting notice.
+    let settings_url = format!("{}/v1/admin/settings", b.url);
+    let mut settings: Value = client.get(&settings_url).bearer_auth(&agent_token).send().await.unwrap().json().await.unwrap();
+    settings["business_hours"]["days"] = json!({});
+    assert_eq!(client.put(&settings_url).bearer_auth(&agent_token).json(&settings).send().await.unwrap().status(), 200);
+    let mut agent = WsClient::connect(&b.url, &agent_token).await;
+    agent.next_of("queue").await;
+
     let post = |url: String, token: String| {
         let client = client.clone();
         async move { client.post(url).bearer_auth(token).json(&json!({})).send().await.unwrap().status().as_u16() }
@@ -91,7 +99,6 @@ async fn customer_and_agent_on_different_replicas() {
     let mut customer = WsClient::connect(&a.url, &customer_token).await;
     customer.send(json!({ "type": "hello", "last_seq": 0 })).await;
     customer.next_of("status").await;
-    let mut agent = WsClient::connect(&b.url, &agent_token).await;
     agent.send(json!({ "type": "subscribe", "conversation_id": conv, "last_seq": 0 })).await;
     agent.next_of("status").await;
 

@@ -80,7 +80,10 @@ pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Settings))
         ("acme", &[("admin@acme.test", Role::Admin), ("agent@acme.test", Role::Agent), ("agent2@acme.test", Role::Agent)][..]),
         ("globex", &[("agent@globex.test", Role::Agent)][..]),
     ] {
-        let (tenant, _) = store.ensure_tenant(slug, slug, &TenantSettings::default()).await.unwrap();
+        // Agents always "in office", so tests do not depend on the clock; the routing tests set hours.
+        let mut tenant_settings = TenantSettings::default();
+        tenant_settings.business_hours.days.clear();
+        let (tenant, _) = store.ensure_tenant(slug, slug, &tenant_settings).await.unwrap();
         for (email, role) in users {
             let user = NewUser {
                 tenant_id: tenant.id,
@@ -156,6 +159,19 @@ impl TestApp {
             json!({ "client_msg_id": Uuid::new_v4(), "text": text }),
         )
         .await
+    }
+
+    /// A fresh `AppState` on this app's store and bus, for calling server functions directly.
+    pub async fn state(&self) -> aicc_api::AppState {
+        aicc_api::AppState::new(self.settings.clone(), self.store.clone(), self.bus.clone()).await.unwrap()
+    }
+
+    pub async fn tenant_id(&self, slug: &str) -> Uuid {
+        self.store.tenant_by_slug(slug).await.unwrap().unwrap().id
+    }
+
+    pub async fn user_id(&self, slug: &str, email: &str) -> Uuid {
+        self.store.user_by_email(self.tenant_id(slug).await, email).await.unwrap().unwrap().id
     }
 
     pub async fn message_count(&self, conv: Uuid) -> usize {

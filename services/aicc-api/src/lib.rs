@@ -15,10 +15,12 @@ use aicc_core::{Bus, Store};
 pub mod auth;
 pub mod error;
 pub mod json;
+pub mod lifecycle;
 pub mod messaging;
 mod middleware;
 pub mod ratelimit;
 pub mod routes;
+pub mod routing;
 pub mod ws;
 
 use auth::Keys;
@@ -34,6 +36,7 @@ pub struct AppState {
     pub login_by_ip: RateLimiter,
     pub widget_by_ip: RateLimiter,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    pub round_robin: routing::RoundRobin,
 }
 
 /// The name under which the generated JWT signing key is kept in the Store.
@@ -55,6 +58,7 @@ impl AppState {
             login_by_ip: RateLimiter::new(settings.auth.login_attempts_per_minute.saturating_mul(5), minute),
             widget_by_ip: RateLimiter::new(settings.auth.widget_conversations_per_minute, minute),
             metrics: middleware::prometheus_handle(),
+            round_robin: routing::RoundRobin::default(),
             store,
             bus,
             settings,
@@ -73,6 +77,7 @@ pub fn random_hex(n: usize) -> String {
 pub struct Application {
     port: u16,
     server: Server,
+    sweeper: tokio::task::JoinHandle<()>,
 }
 
 impl Application {
@@ -81,6 +86,7 @@ impl Application {
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.bind))?;
         let port = listener.local_addr()?.port();
         let state = web::Data::new(AppState::new(settings, store, bus).await?);
+        let sweeper = lifecycle::spawn(state.clone().into_inner());
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
@@ -93,7 +99,7 @@ impl Application {
         .listen(listener)?
         .shutdown_timeout(10)
         .run();
-        Ok(Self { port, server })
+        Ok(Self { port, server, sweeper })
     }
 
     pub fn port(&self) -> u16 {
@@ -101,6 +107,8 @@ impl Application {
     }
 
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let result = self.server.await;
+        self.sweeper.abort();
+        result
     }
 }

@@ -21,6 +21,16 @@ pub async fn post_message(
 ) -> ApiResult<Appended> {
     let conv = load_conversation(state, who, conversation_id).await?;
     let text = validate_text(text, state.settings.limits.message_chars)?;
+    let tenant = state.store.tenant(conv.tenant_id).await?.ok_or_else(|| ApiError::not_found("tenant"))?;
+    let redacted = redact::redact(&text, &tenant.settings.pii);
+    // A retry of a stored message is answered as before, whatever happened since
+    // (the conversation may have closed after the first attempt).
+    if let Some(existing) = state.store.message_by_client_id(conv.id, client_msg_id).await? {
+        if existing.text != redacted.text {
+            return Err(aicc_core::StoreError::IdempotencyConflict.into());
+        }
+        return Ok(Appended { message: existing, created: false });
+    }
     if conv.status == ConversationStatus::Closed {
         return Err(ApiError::conflict("conversation_closed", "the conversation is closed"));
     }
@@ -33,8 +43,6 @@ pub async fn post_message(
             (Sender::Agent, Some(*user_id))
         }
     };
-    let tenant = state.store.tenant(conv.tenant_id).await?.ok_or_else(|| ApiError::not_found("tenant"))?;
-    let redacted = redact::redact(&text, &tenant.settings.pii);
     let appended = state
         .store
         .append_message(NewMessage {
@@ -110,7 +118,7 @@ pub async fn status_frame(state: &AppState, conv: &Conversation) -> serde_json::
     if conv.status == ConversationStatus::Queued {
         if let Ok(queued) = state.store.list_conversations(conv.tenant_id, Some(ConversationStatus::Queued), 1000).await {
             // Oldest waits longest: position 1 is next.
-            let ahead = queued.iter().filter(|c| (c.updated_at, c.id) < (conv.updated_at, conv.id)).count();
+            let ahead = queued.iter().filter(|c| (c.status_at, c.id) < (conv.status_at, conv.id)).count();
             frame["queue_position"] = json!(ahead + 1);
         }
     }

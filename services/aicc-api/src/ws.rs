@@ -97,6 +97,9 @@ struct Connection {
     last_seen: Instant,
     window: (Instant, u32),
     strikes: u32,
+    /// Whether this connection has announced its agent online (so a Redis
+    /// outage or a heartbeat does not re-announce it every time).
+    announced: bool,
 }
 
 impl Connection {
@@ -113,6 +116,7 @@ impl Connection {
             last_seen: Instant::now(),
             window: (Instant::now(), 0),
             strikes: 0,
+            announced: false,
         }
     }
 
@@ -219,7 +223,10 @@ impl Connection {
                 true => self.send_error("unsupported_frame", "binary frames are not supported; send JSON text frames", None).await,
                 false => Ok(()),
             },
-            WsMessage::Ping(bytes) => Ok(self.session.pong(&bytes).await?),
+            WsMessage::Ping(bytes) => match tokio::time::timeout(SEND_TIMEOUT, self.session.pong(&bytes)).await {
+                Ok(result) => Ok(result?),
+                Err(_) => Err(Stop::Close(CloseCode::Other(CLOSE_SLOW_CONSUMER), "slow consumer")),
+            },
             WsMessage::Close(_) => Err(Stop::Close(CloseCode::Normal, "bye")),
             WsMessage::Pong(_) | WsMessage::Continuation(_) | WsMessage::Nop => Ok(()),
         }
@@ -403,7 +410,18 @@ impl Connection {
     async fn on_conversation_event(&mut self, id: Uuid, event: BusEvent) -> Result<(), Stop> {
         let Some(&last) = self.synced.get(&id) else { return Ok(()) };
         let mut frame = match event {
-            BusEvent::Lagged => return self.replay(id).await,
+            BusEvent::Lagged => {
+                // Missed signals: messages from the Store, and the status as it is now.
+                self.replay(id).await?;
+                let conv = self.state.store.find_conversation(id).await.ok().flatten();
+                return match conv {
+                    Some(conv) => {
+                        let frame = messaging::status_frame(&self.state, &conv).await;
+                        self.send(frame).await
+                    }
+                    None => Ok(()),
+                };
+            }
             BusEvent::Event(frame) => frame,
         };
         if frame.get("_from").and_then(Value::as_str) == Some(self.id.to_string().as_str()) {
@@ -444,7 +462,7 @@ impl Connection {
             for c in convs {
                 let last = store.list_messages(c.id, (c.last_seq - 1).max(0), 1).await.unwrap_or_default();
                 let preview: String = last.first().map(|m| m.text.chars().take(120).collect()).unwrap_or_default();
-                let waiting_ms = (chrono::Utc::now() - c.updated_at).num_milliseconds().max(0);
+                let waiting_ms = (chrono::Utc::now() - c.status_at).num_milliseconds().max(0);
                 items.push(json!({
                     "conversation_id": c.id, "status": c.status, "waiting_ms": waiting_ms,
                     "agent_id": c.agent_id, "team": c.team, "preview": preview,
@@ -462,13 +480,15 @@ impl Connection {
         if matches!(self.who, Principal::Staff { .. }) {
             self.set_presence(true).await;
         }
-        Ok(self.session.ping(b"").await?)
+        match tokio::time::timeout(SEND_TIMEOUT, self.session.ping(b"")).await {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(Stop::Close(CloseCode::Other(CLOSE_SLOW_CONSUMER), "slow consumer")),
+        }
     }
 
     async fn set_presence(&mut self, online: bool) {
         let Principal::Staff { user_id, tenant_id, .. } = self.who else { return };
         let bus = &self.state.bus;
-        let was_online = bus.online(tenant_id).await.unwrap_or_default().contains(&user_id);
         let result = if online {
             bus.set_online(tenant_id, user_id, PRESENCE_TTL).await
         } else {
@@ -476,9 +496,17 @@ impl Connection {
         };
         if let Err(e) = result {
             tracing::warn!(error = %e, "presence update failed");
+            return;
         }
-        if was_online != online {
+        if self.announced != online {
+            self.announced = online;
             messaging::publish_queue_changed(&self.state, tenant_id).await;
+            if online {
+                // A newly online agent may take waiting conversations.
+                if let Err(e) = crate::routing::assign_queued(&self.state, tenant_id).await {
+                    tracing::warn!(error = %e, "automatic assignment failed");
+                }
+            }
         }
     }
 }

@@ -144,7 +144,10 @@ pub struct Conversation {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub csat: Option<i16>,
     pub created_at: DateTime<Utc>,
+    /// The last message or state change.
     pub updated_at: DateTime<Utc>,
+    /// The last state change: queue order and waiting time count from here.
+    pub status_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone)]
@@ -293,4 +296,25 @@ pub struct NewFeedback {
     pub message_id: Uuid,
     pub rating: Rating,
     pub comment: Option<String>,
+}
+
+/// A reply agents insert with one click (`/v1/admin/canned`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CannedResponse {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub title: String,
+    pub text: String,
+    /// `en` or `ko`.
+    pub language: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewCanned {
+    pub tenant_id: Uuid,
+    pub title: String,
+    pub text: String,
+    pub language: String,
 }

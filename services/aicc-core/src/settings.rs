@@ -209,6 +209,20 @@ pub struct TenantSettings {
     pub tokens: TokenLifetimes,
     /// A bot conversation with no message for this long is closed.
     pub idle_timeout_secs: u64,
+    /// How queued conversations reach agents.
+    pub assignment: AssignmentMode,
+}
+
+/// `manual`: agents claim from the queue. `round_robin` / `least_busy`: the
+/// server assigns queued conversations to online agents of the right team who
+/// are under their maximum of concurrent conversations.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AssignmentMode {
+    #[default]
+    Manual,
+    RoundRobin,
+    LeastBusy,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -249,6 +263,8 @@ impl Default for TenantSettings {
             ("fallback", "I'm sorry, I don't know the answer to that. Would you like to talk to an agent?", "죄송합니다. 그 질문에는 답을 드리기 어렵습니다. 상담원을 연결해 드릴까요?"),
             ("handoff", "I'm connecting you to an agent.", "상담원에게 연결해 드리겠습니다."),
             ("offline", "No agent is online right now. Leave a message and we will get back to you.", "지금은 상담 가능한 상담원이 없습니다. 메시지를 남겨 주시면 연락드리겠습니다."),
+            ("after_hours", "Our agents are away until {opens}. Leave a message and we will get back to you.", "지금은 상담 시간이 아닙니다. 상담원은 {opens}부터 응대합니다. 메시지를 남겨 주시면 연락드리겠습니다."),
+            ("queued", "You are number {position} in the queue. An agent will be with you shortly.", "대기 순서는 {position}번입니다. 곧 상담원이 연결됩니다."),
             ("thanks", "You're welcome!", "천만에요!"),
             ("goodbye", "Goodbye! Have a nice day.", "안녕히 가세요. 좋은 하루 보내세요."),
         ]
@@ -263,6 +279,7 @@ impl Default for TenantSettings {
             allowed_origins: vec!["*".into()],
             tokens: TokenLifetimes::default(),
             idle_timeout_secs: 30 * 60,
+            assignment: AssignmentMode::Manual,
         }
     }
 }
@@ -320,8 +337,8 @@ impl TenantSettings {
                 }
             }
         }
-        if self.business_hours.timezone.trim().is_empty() {
-            err("business_hours.timezone", "must not be empty");
+        if self.business_hours.timezone.parse::<chrono_tz::Tz>().is_err() {
+            err("business_hours.timezone", "must be an IANA time zone such as Asia/Seoul");
         }
         for (day, [open, close]) in &self.business_hours.days {
             if !matches!(day.as_str(), "mon" | "tue" | "wed" | "thu" | "fri" | "sat" | "sun") {
@@ -363,6 +380,42 @@ impl TenantSettings {
     pub fn text(&self, key: &str, lang: &str) -> Option<&str> {
         let langs = self.texts.get(key)?;
         langs.get(lang).or_else(|| langs.get("en")).map(String::as_str)
+    }
+}
+
+const WEEKDAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+
+impl BusinessHours {
+    fn tz(&self) -> chrono_tz::Tz {
+        self.timezone.parse().unwrap_or(chrono_tz::UTC)
+    }
+
+    /// Whether agents are working at `now`. No hours at all means always open.
+    pub fn is_open(&self, now: chrono::DateTime<chrono::Utc>) -> bool {
+        use chrono::{Datelike, Timelike};
+        if self.days.is_empty() {
+            return true;
+        }
+        let local = now.with_timezone(&self.tz());
+        let day = WEEKDAYS[local.weekday().num_days_from_monday() as usize];
+        let minute = local.hour() * 60 + local.minute();
+        self.days.get(day).is_some_and(|[open, close]| {
+            matches!((parse_hhmm(open), parse_hhmm(close)), (Some(o), Some(c)) if o <= minute && minute < c)
+        })
+    }
+
+    /// When agents are next back, as the tenant's local `mon 09:00 (Asia/Seoul)`.
+    pub fn next_opening(&self, now: chrono::DateTime<chrono::Utc>) -> Option<String> {
+        use chrono::{Datelike, Timelike};
+        let local = now.with_timezone(&self.tz());
+        let minute = local.hour() * 60 + local.minute();
+        (0..8).find_map(|ahead| {
+            let date = local.date_naive() + chrono::Duration::days(ahead);
+            let day = WEEKDAYS[date.weekday().num_days_from_monday() as usize];
+            let [open, _] = self.days.get(day)?;
+            let o = parse_hhmm(open)?;
+            (ahead > 0 || o > minute).then(|| format!("{day} {open} ({})", self.timezone))
+        })
     }
 }
 
@@ -433,6 +486,22 @@ mod tests {
         assert!(fields.contains(&"dialog.direct"));
         assert!(fields.contains(&"allowed_origins"));
         assert!(fields.contains(&"business_hours.days.mon"));
+    }
+
+    #[test]
+    fn business_hours() {
+        use chrono::TimeZone;
+        let hours = BusinessHours::default(); // mon-fri 09:00-18:00 Asia/Seoul (UTC+9)
+        let utc = |d, h, m| chrono::Utc.with_ymd_and_hms(2026, 11, d, h, m, 0).unwrap();
+        assert!(hours.is_open(utc(30, 1, 0)), "Mon 10:00 in Seoul");
+        assert!(!hours.is_open(utc(30, 9, 30)), "Mon 18:30 in Seoul");
+        assert!(!hours.is_open(utc(28, 3, 0)), "Sat 12:00 in Seoul");
+        assert_eq!(hours.next_opening(utc(28, 3, 0)).unwrap(), "mon 09:00 (Asia/Seoul)");
+        assert_eq!(hours.next_opening(utc(29, 23, 0)).unwrap(), "mon 09:00 (Asia/Seoul)", "Mon 08:00 local");
+        assert!(BusinessHours { days: Default::default(), ..hours.clone() }.is_open(utc(28, 3, 0)), "no hours: always open");
+        let mut bad = TenantSettings::default();
+        bad.business_hours.timezone = "Mars/Olympus".into();
+        assert!(bad.validate().is_err());
     }
 
     #[test]

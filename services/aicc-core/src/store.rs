@@ -73,6 +73,17 @@ pub trait Store: Send + Sync + 'static {
     /// several concurrent transitions from the same state wins; the others get
     /// `Conflict { code: "invalid_transition" }`.
     async fn transition(&self, t: Transition) -> StoreResult<Conversation>;
+    /// Conversations in `status` not updated since `before`, any tenant, oldest first.
+    async fn stale_conversations(
+        &self,
+        status: ConversationStatus,
+        before: chrono::DateTime<chrono::Utc>,
+        limit: i64,
+    ) -> StoreResult<Vec<Conversation>>;
+    /// A verified customer's conversations (by the tenant's `user_id`), newest first.
+    async fn customer_conversations(&self, tenant_id: Uuid, user_id: &str, limit: i64) -> StoreResult<Vec<Conversation>>;
+    /// How many conversations each agent of the tenant has assigned now.
+    async fn agent_loads(&self, tenant_id: Uuid) -> StoreResult<Vec<(Uuid, i64)>>;
     async fn set_csat(&self, tenant_id: Uuid, conversation_id: Uuid, score: i16) -> StoreResult<()>;
 
     // Messages
@@ -82,8 +93,16 @@ pub trait Store: Send + Sync + 'static {
     /// Messages with `seq > after_seq`, in `seq` order, at most `limit`.
     async fn list_messages(&self, conversation_id: Uuid, after_seq: i64, limit: i64) -> StoreResult<Vec<Message>>;
     async fn message(&self, conversation_id: Uuid, id: Uuid) -> StoreResult<Option<Message>>;
+    async fn message_by_client_id(&self, conversation_id: Uuid, client_msg_id: Uuid) -> StoreResult<Option<Message>>;
     /// One rating per message; a second one replaces the first.
     async fn put_feedback(&self, feedback: NewFeedback) -> StoreResult<()>;
+
+    // Canned responses
+    async fn list_canned(&self, tenant_id: Uuid) -> StoreResult<Vec<CannedResponse>>;
+    async fn create_canned(&self, new: NewCanned) -> StoreResult<CannedResponse>;
+    /// Replaces title, text and language.
+    async fn update_canned(&self, id: Uuid, new: NewCanned) -> StoreResult<CannedResponse>;
+    async fn delete_canned(&self, tenant_id: Uuid, id: Uuid) -> StoreResult<()>;
 
     // Audit
     async fn record_event(&self, event: NewEvent) -> StoreResult<()>;

@@ -27,7 +27,9 @@ macro_rules! store_conformance_suite {
             transitions_are_checked_and_audited,
             concurrent_claims_have_one_winner,
             feedback_and_csat_are_kept,
-            tenants_are_isolated
+            tenants_are_isolated,
+            canned_responses_crud,
+            lifecycle_queries
         );
     };
     (@each $make:path; $($name:ident),*) => {
@@ -337,4 +339,48 @@ pub async fn tenants_are_isolated(store: Arc<dyn Store>) {
     assert!(matches!(store.append_message(other).await, Err(StoreError::NotFound(_))));
     let wrong = Transition { tenant_id: b.id, ..transition(&c, &[ConversationStatus::Bot], ConversationStatus::Queued, None) };
     assert!(matches!(store.transition(wrong).await, Err(StoreError::NotFound(_))));
+}
+
+pub async fn canned_responses_crud(store: Arc<dyn Store>) {
+    let t = tenant(&store, "acme").await;
+    let other = tenant(&store, "globex").await;
+    let new = |title: &str| NewCanned { tenant_id: t.id, title: title.into(), text: "카드 배송은 5~7일 걸립니다.".into(), language: "ko".into() };
+    let b = store.create_canned(new("배송")).await.unwrap();
+    let a = store.create_canned(new("Apology")).await.unwrap();
+    let titles: Vec<_> = store.list_canned(t.id).await.unwrap().into_iter().map(|c| c.title).collect();
+    assert_eq!(titles, ["Apology", "배송"]);
+    let edited = store.update_canned(a.id, NewCanned { text: "Sorry!".into(), language: "en".into(), ..new("Apology") }).await.unwrap();
+    assert_eq!((edited.text.as_str(), edited.language.as_str()), ("Sorry!", "en"));
+    let foreign = NewCanned { tenant_id: other.id, ..new("x") };
+    assert!(matches!(store.update_canned(b.id, foreign).await, Err(StoreError::NotFound(_))), "another tenant's");
+    assert!(matches!(store.delete_canned(other.id, b.id).await, Err(StoreError::NotFound(_))));
+    store.delete_canned(t.id, b.id).await.unwrap();
+    assert_eq!(store.list_canned(t.id).await.unwrap().len(), 1);
+    assert!(store.list_canned(other.id).await.unwrap().is_empty());
+}
+
+pub async fn lifecycle_queries(store: Arc<dyn Store>) {
+    use ConversationStatus::*;
+    let t = tenant(&store, "acme").await;
+    let agent = store.create_user(user(t.id, "agent@example.com", Role::Agent)).await.unwrap();
+    let verified = CustomerInfo { user_id: Some("cust-1".into()), verified: true, ..Default::default() };
+    let unverified = CustomerInfo { user_id: Some("cust-1".into()), verified: false, ..Default::default() };
+    let mut ids = vec![];
+    for customer in [verified.clone(), unverified, verified] {
+        let c = store.create_conversation(NewConversation { tenant_id: t.id, locale: "en".into(), customer }).await.unwrap();
+        ids.push(c.id);
+    }
+    let found: Vec<Uuid> = store.customer_conversations(t.id, "cust-1", 10).await.unwrap().into_iter().map(|c| c.id).collect();
+    assert_eq!(found, [ids[2], ids[0]], "only verified ones, newest first");
+
+    let c = store.conversation(t.id, ids[1]).await.unwrap().unwrap();
+    store.transition(transition(&c, &[Bot], Queued, None)).await.unwrap();
+    store.transition(transition(&c, &[Queued], Assigned, Some(agent.id))).await.unwrap();
+    assert_eq!(store.agent_loads(t.id).await.unwrap(), vec![(agent.id, 1)]);
+
+    let later = chrono::Utc::now() + chrono::Duration::seconds(5);
+    let stale: Vec<Uuid> = store.stale_conversations(Bot, later, 10).await.unwrap().into_iter().map(|c| c.id).collect();
+    assert_eq!(stale, [ids[0], ids[2]], "oldest first, bot only");
+    let earlier = chrono::Utc::now() - chrono::Duration::seconds(60);
+    assert!(store.stale_conversations(Bot, earlier, 10).await.unwrap().is_empty());
 }

@@ -15,7 +15,9 @@ use crate::{db_err, is_unique_violation, PgStore, SqliteStore};
 
 const TENANT_COLS: &str = "id, slug, name, settings, created_at";
 const USER_COLS: &str = "id, tenant_id, email, name, role, teams, max_concurrent, password_hash, created_at";
-const CONV_COLS: &str = "id, tenant_id, status, agent_id, team, locale, customer, last_seq, csat, created_at, updated_at";
+const CONV_COLS: &str =
+    "id, tenant_id, status, agent_id, team, locale, customer, last_seq, csat, created_at, updated_at, status_at";
+const CANNED_COLS: &str = "id, tenant_id, title, text, language, created_at, updated_at";
 const MSG_COLS: &str =
     "id, conversation_id, seq, sender, sender_id, text, client_msg_id, intent, citations, quick_replies, created_at";
 
@@ -65,6 +67,7 @@ macro_rules! sql_store {
                     csat: r.try_get("csat").map_err(db_err)?,
                     created_at: r.try_get("created_at").map_err(db_err)?,
                     updated_at: r.try_get("updated_at").map_err(db_err)?,
+                    status_at: r.try_get("status_at").map_err(db_err)?,
                 })
             }
 
@@ -82,6 +85,18 @@ macro_rules! sql_store {
                     citations: r.try_get::<Json<Vec<Citation>>, _>("citations").map_err(db_err)?.0,
                     quick_replies: r.try_get::<Json<Vec<String>>, _>("quick_replies").map_err(db_err)?.0,
                     created_at: r.try_get("created_at").map_err(db_err)?,
+                })
+            }
+
+            fn canned_row(r: &<$db as sqlx::Database>::Row) -> StoreResult<CannedResponse> {
+                Ok(CannedResponse {
+                    id: r.try_get("id").map_err(db_err)?,
+                    tenant_id: r.try_get("tenant_id").map_err(db_err)?,
+                    title: r.try_get("title").map_err(db_err)?,
+                    text: r.try_get("text").map_err(db_err)?,
+                    language: r.try_get("language").map_err(db_err)?,
+                    created_at: r.try_get("created_at").map_err(db_err)?,
+                    updated_at: r.try_get("updated_at").map_err(db_err)?,
                 })
             }
 
@@ -284,8 +299,8 @@ macro_rules! sql_store {
                 let id = Uuid::new_v4();
                 let mut tx = self.pool.begin().await.map_err(db_err)?;
                 let row = sqlx::query(&format!(
-                    "INSERT INTO conversations (id, tenant_id, status, locale, customer, last_seq, created_at, updated_at) \
-                     VALUES ($1, $2, 'bot', $3, $4, 0, $5, $5) RETURNING {CONV_COLS}"
+                    "INSERT INTO conversations (id, tenant_id, status, locale, customer, last_seq, created_at, updated_at, status_at) \
+                     VALUES ($1, $2, 'bot', $3, $4, 0, $5, $5, $5) RETURNING {CONV_COLS}"
                 ))
                 .bind(id)
                 .bind(c.tenant_id)
@@ -351,7 +366,7 @@ macro_rules! sql_store {
                 // UPDATE is what makes concurrent claims race-free (one row, one winner).
                 let from_list: Vec<String> = (0..t.from.len()).map(|i| format!("${}", i + 7)).collect();
                 let sql = format!(
-                    "UPDATE conversations SET status = $1, agent_id = $2, team = $3, updated_at = $4 \
+                    "UPDATE conversations SET status = $1, agent_id = $2, team = $3, updated_at = $4, status_at = $4 \
                      WHERE tenant_id = $5 AND id = $6 AND status IN ({}) RETURNING {CONV_COLS}",
                     if from_list.is_empty() { "NULL".to_string() } else { from_list.join(", ") }
                 );
@@ -392,6 +407,112 @@ macro_rules! sql_store {
                 Self::insert_event(&mut *tx, &ev, now).await?;
                 tx.commit().await.map_err(db_err)?;
                 Ok(conv)
+            }
+
+            async fn stale_conversations(
+                &self,
+                status: ConversationStatus,
+                before: DateTime<Utc>,
+                limit: i64,
+            ) -> StoreResult<Vec<Conversation>> {
+                let rows = sqlx::query(&format!(
+                    "SELECT {CONV_COLS} FROM conversations WHERE status = $1 AND updated_at < $2 ORDER BY updated_at LIMIT $3"
+                ))
+                .bind(status.as_str())
+                .bind(before)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_err)?;
+                rows.iter().map(Self::conv_row).collect()
+            }
+
+            async fn customer_conversations(&self, tenant_id: Uuid, user_id: &str, limit: i64) -> StoreResult<Vec<Conversation>> {
+                // CAST: Postgres yields 'true', SQLite 1 for a JSON true.
+                let rows = sqlx::query(&format!(
+                    "SELECT {CONV_COLS} FROM conversations WHERE tenant_id = $1 AND customer ->> 'user_id' = $2 \
+                     AND CAST(customer ->> 'verified' AS TEXT) IN ('true', '1') ORDER BY created_at DESC LIMIT $3"
+                ))
+                .bind(tenant_id)
+                .bind(user_id)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_err)?;
+                rows.iter().map(Self::conv_row).collect()
+            }
+
+            async fn agent_loads(&self, tenant_id: Uuid) -> StoreResult<Vec<(Uuid, i64)>> {
+                let rows = sqlx::query(
+                    "SELECT agent_id, COUNT(*) AS n FROM conversations \
+                     WHERE tenant_id = $1 AND status = 'assigned' AND agent_id IS NOT NULL GROUP BY agent_id",
+                )
+                .bind(tenant_id)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_err)?;
+                rows.iter()
+                    .map(|r| Ok((r.try_get("agent_id").map_err(db_err)?, r.try_get("n").map_err(db_err)?)))
+                    .collect()
+            }
+
+            async fn list_canned(&self, tenant_id: Uuid) -> StoreResult<Vec<CannedResponse>> {
+                let rows = sqlx::query(&format!(
+                    "SELECT {CANNED_COLS} FROM canned_responses WHERE tenant_id = $1 ORDER BY title, id"
+                ))
+                .bind(tenant_id)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_err)?;
+                rows.iter().map(Self::canned_row).collect()
+            }
+
+            async fn create_canned(&self, c: NewCanned) -> StoreResult<CannedResponse> {
+                let now = Utc::now();
+                let row = sqlx::query(&format!(
+                    "INSERT INTO canned_responses ({CANNED_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING {CANNED_COLS}"
+                ))
+                .bind(Uuid::new_v4())
+                .bind(c.tenant_id)
+                .bind(&c.title)
+                .bind(&c.text)
+                .bind(&c.language)
+                .bind(now)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db_err)?;
+                Self::canned_row(&row)
+            }
+
+            async fn update_canned(&self, id: Uuid, c: NewCanned) -> StoreResult<CannedResponse> {
+                let row = sqlx::query(&format!(
+                    "UPDATE canned_responses SET title = $3, text = $4, language = $5, updated_at = $6 \
+                     WHERE tenant_id = $1 AND id = $2 RETURNING {CANNED_COLS}"
+                ))
+                .bind(c.tenant_id)
+                .bind(id)
+                .bind(&c.title)
+                .bind(&c.text)
+                .bind(&c.language)
+                .bind(Utc::now())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_err)?;
+                row.as_ref().map(Self::canned_row).transpose()?.ok_or(StoreError::NotFound("canned response"))
+            }
+
+            async fn delete_canned(&self, tenant_id: Uuid, id: Uuid) -> StoreResult<()> {
+                let n = sqlx::query("DELETE FROM canned_responses WHERE tenant_id = $1 AND id = $2")
+                    .bind(tenant_id)
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(db_err)?
+                    .rows_affected();
+                if n == 0 {
+                    return Err(StoreError::NotFound("canned response"));
+                }
+                Ok(())
             }
 
             async fn set_csat(&self, tenant_id: Uuid, conversation_id: Uuid, score: i16) -> StoreResult<()> {
@@ -499,6 +620,18 @@ macro_rules! sql_store {
                     .fetch_optional(&self.pool)
                     .await
                     .map_err(db_err)?;
+                row.as_ref().map(Self::msg_row).transpose()
+            }
+
+            async fn message_by_client_id(&self, conversation_id: Uuid, client_msg_id: Uuid) -> StoreResult<Option<Message>> {
+                let row = sqlx::query(&format!(
+                    "SELECT {MSG_COLS} FROM messages WHERE conversation_id = $1 AND client_msg_id = $2"
+                ))
+                .bind(conversation_id)
+                .bind(client_msg_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_err)?;
                 row.as_ref().map(Self::msg_row).transpose()
             }
 

@@ -8,7 +8,7 @@ use super::load_conversation;
 use crate::auth::{Principal, Staff};
 use crate::error::{ApiError, ApiResult};
 use crate::json::{ApiJson, OptionalJson};
-use crate::messaging;
+use crate::{messaging, routing};
 use crate::AppState;
 
 use ConversationStatus::*;
@@ -30,6 +30,9 @@ pub struct ConversationList {
 #[derive(Serialize, ToSchema)]
 pub struct ConversationBody {
     pub conversation: Conversation,
+    /// For staff, when the customer is verified: their other conversations, newest first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub earlier: Option<Vec<Conversation>>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -74,7 +77,14 @@ pub async fn list(state: web::Data<AppState>, staff: Staff, q: web::Query<ListQu
 #[get("/v1/conversations/{id}")]
 pub async fn get(state: web::Data<AppState>, who: Principal, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
     let conversation = load_conversation(&state, &who, *id).await?;
-    Ok(HttpResponse::Ok().json(ConversationBody { conversation }))
+    let earlier = match (&who, &conversation.customer.user_id) {
+        (Principal::Staff { .. }, Some(user_id)) if conversation.customer.verified => {
+            let all = state.store.customer_conversations(conversation.tenant_id, user_id, 20).await?;
+            Some(all.into_iter().filter(|c| c.id != conversation.id).collect())
+        }
+        _ => None,
+    };
+    Ok(HttpResponse::Ok().json(ConversationBody { conversation, earlier }))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -156,7 +166,7 @@ async fn change(
     agent_id: Option<Uuid>,
     team: Option<String>,
     data: serde_json::Value,
-) -> ApiResult<HttpResponse> {
+) -> ApiResult<Conversation> {
     let conversation = state
         .store
         .transition(Transition {
@@ -172,7 +182,19 @@ async fn change(
         })
         .await?;
     messaging::publish_status(state, &conversation).await;
-    Ok(HttpResponse::Ok().json(ConversationBody { conversation }))
+    Ok(conversation)
+}
+
+fn ok(conversation: Conversation) -> ApiResult<HttpResponse> {
+    Ok(HttpResponse::Ok().json(ConversationBody { conversation, earlier: None }))
+}
+
+/// Capacity may have freed up or work arrived: auto-assignment gets a go.
+/// A failure here never fails the request that triggered it.
+async fn reassign(state: &AppState, tenant_id: Uuid) {
+    if let Err(e) = routing::assign_queued(state, tenant_id).await {
+        tracing::warn!(error = %e, "automatic assignment failed");
+    }
 }
 
 /// Asks for a human: `bot → queued`.
@@ -192,7 +214,13 @@ pub async fn handoff(
     if reason.chars().count() > 500 {
         return Err(ApiError::validation("invalid_field", "reason is longer than 500 characters"));
     }
-    change(&state, &who, &conv, &[Bot], Queued, None, conv.team.clone(), serde_json::json!({ "reason": reason })).await
+    let queued = change(&state, &who, &conv, &[Bot], Queued, None, conv.team.clone(), serde_json::json!({ "reason": reason })).await?;
+    if let Err(e) = routing::announce_wait(&state, &queued).await {
+        tracing::warn!(error = %e, "could not tell the customer about the wait");
+    }
+    reassign(&state, queued.tenant_id).await;
+    let latest = state.store.conversation(queued.tenant_id, queued.id).await?.unwrap_or(queued);
+    ok(latest)
 }
 
 /// An agent takes a queued conversation: `queued → assigned`. Of two agents
@@ -204,7 +232,7 @@ pub async fn handoff(
 #[post("/v1/conversations/{id}/claim")]
 pub async fn claim(state: web::Data<AppState>, who: Principal, _staff: Staff, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
     let conv = load_conversation(&state, &who, *id).await?;
-    change(&state, &who, &conv, &[Queued], Assigned, who.user_id(), conv.team.clone(), serde_json::json!({})).await
+    ok(change(&state, &who, &conv, &[Queued], Assigned, who.user_id(), conv.team.clone(), serde_json::json!({})).await?)
 }
 
 /// The assigned agent (or an admin) hands the conversation back to the bot.
@@ -216,7 +244,9 @@ pub async fn claim(state: web::Data<AppState>, who: Principal, _staff: Staff, id
 pub async fn release(state: web::Data<AppState>, who: Principal, staff: Staff, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
     let conv = load_conversation(&state, &who, *id).await?;
     require_owner(&conv, &staff)?;
-    change(&state, &who, &conv, &[Assigned], Bot, None, None, serde_json::json!({})).await
+    let released = change(&state, &who, &conv, &[Assigned], Bot, None, None, serde_json::json!({})).await?;
+    reassign(&state, released.tenant_id).await;
+    ok(released)
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -248,10 +278,14 @@ pub async fn transfer(
     match (body.0.agent_id, body.0.team) {
         (Some(agent), None) => {
             let target = state.store.user(conv.tenant_id, agent).await?.ok_or_else(|| ApiError::not_found("agent"))?;
-            change(&state, &who, &conv, &[Queued, Assigned], Assigned, Some(target.id), conv.team.clone(), data).await
+            ok(change(&state, &who, &conv, &[Queued, Assigned], Assigned, Some(target.id), conv.team.clone(), data).await?)
         }
         (None, Some(team)) if !team.trim().is_empty() && team.chars().count() <= 100 => {
-            change(&state, &who, &conv, &[Queued, Assigned], Queued, None, Some(team.trim().to_string()), data).await
+            let team = Some(team.trim().to_string());
+            let queued = change(&state, &who, &conv, &[Queued, Assigned], Queued, None, team, data).await?;
+            reassign(&state, queued.tenant_id).await;
+            let latest = state.store.conversation(queued.tenant_id, queued.id).await?.unwrap_or(queued);
+            ok(latest)
         }
         _ => Err(ApiError::validation("invalid_transfer", "give exactly one of agent_id and team (1-100 characters)")),
     }
@@ -269,7 +303,11 @@ pub async fn close(state: web::Data<AppState>, who: Principal, id: web::Path<Uui
     if let Principal::Staff { user_id, tenant_id, role, .. } = &who {
         require_owner(&conv, &Staff { user_id: *user_id, tenant_id: *tenant_id, role: *role })?;
     }
-    change(&state, &who, &conv, &[Bot, Queued, Assigned], Closed, conv.agent_id, conv.team.clone(), serde_json::json!({})).await
+    let closed = change(&state, &who, &conv, &[Bot, Queued, Assigned], Closed, conv.agent_id, conv.team.clone(), serde_json::json!({})).await?;
+    if conv.status == Assigned {
+        reassign(&state, closed.tenant_id).await;
+    }
+    ok(closed)
 }
 
 /// Only the assigned agent or an admin may act on an assigned conversation.

@@ -10,6 +10,7 @@ use crate::AppState;
 
 pub mod admin;
 pub mod auth;
+pub mod canned;
 pub mod conversations;
 pub mod health;
 pub mod openapi;
@@ -41,6 +42,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(admin::update_user)
         .service(admin::delete_user)
         .service(admin::identity_secret)
+        .service(canned::list)
+        .service(canned::create)
+        .service(canned::update)
+        .service(canned::remove)
         .service(crate::ws::websocket)
         .default_service(web::to(not_found));
 }

@@ -4,7 +4,7 @@ use actix_web::{get, HttpResponse};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, auth, conversations, health, widget};
+use super::{admin, auth, canned, conversations, health, widget};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -18,6 +18,7 @@ use super::{admin, auth, conversations, health, widget};
         conversations::close, conversations::feedback, conversations::csat, conversations::assist,
         admin::get_settings, admin::put_settings, admin::list_users, admin::create_user, admin::update_user,
         admin::delete_user, admin::identity_secret,
+        canned::list, canned::create, canned::update, canned::remove,
     ),
     modifiers(&BearerAuth),
 )]
