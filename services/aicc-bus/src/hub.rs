@@ -9,7 +9,7 @@ use tokio::sync::broadcast;
 use tokio_stream::wrappers::{errors::BroadcastStreamRecvError, BroadcastStream};
 
 /// Events a slow subscriber may fall behind by before it is told `Lagged`.
-const CAPACITY: usize = 1024;
+const CAPACITY: usize = 64;
 
 #[derive(Default)]
 pub struct LocalHub {

@@ -8,6 +8,7 @@ use aicc_core::settings::Settings;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod bootstrap;
 
 #[derive(Parser)]
@@ -29,6 +30,17 @@ enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+    /// Measure; prints one JSON object on stdout.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// WebSocket connections held, messages/s and delivery latency (docs/benchmarks.md).
+    Ws(bench::WsArgs),
 }
 
 #[derive(Subcommand)]
@@ -72,6 +84,11 @@ async fn main() -> anyhow::Result<()> {
             init_tracing(&settings.log);
             serve(settings).await
         }
+        Command::Bench { command: BenchCommand::Ws(args) } => {
+            init_tracing("warn");
+            println!("{}", bench::ws(args).await?);
+            Ok(())
+        }
         Command::Admin { command: AdminCommand::CreateUser { tenant, email, role, name } } => {
             init_tracing(&format!("warn,{}", settings.log.split(',').skip(1).collect::<Vec<_>>().join(",")));
             let store = aicc_store::open(settings.database_url.as_deref(), &settings.data_dir).await?;
@@ -103,6 +120,9 @@ fn read_password_line() -> anyhow::Result<Option<String>> {
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     tracing::info!(config = %settings.redacted(), "effective configuration");
+    // Every WebSocket is a file descriptor.
+    let nofile = bench::raise_nofile_limit();
+    tracing::info!(nofile, "open-file limit");
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("cannot create data dir {}", settings.data_dir.display()))?;
     let store = aicc_store::open(settings.database_url.as_deref(), &settings.data_dir).await?;

@@ -1,0 +1,280 @@
+//! `aicc bench ws`: holds N customer WebSocket connections and M agents over
+//! loopback, drives a steady message rate from customers to agents, and
+//! reports held connections, messages/s, customer→agent delivery latency and
+//! the server's memory. Starts its own `aicc serve` (on DATABASE_URL /
+//! REDIS_URL if set, else SQLite and the in-process bus) unless `--url` names
+//! a running server.
+
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio_tungstenite::tungstenite::Message;
+use uuid::Uuid;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct WsArgs {
+    /// Customer connections to hold open.
+    #[arg(long, default_value_t = 1000)]
+    pub customers: usize,
+    /// Agent connections; the active conversations are shared among them.
+    #[arg(long, default_value_t = 10)]
+    pub agents: usize,
+    /// How many of the customers send messages.
+    #[arg(long, default_value_t = 100)]
+    pub active: usize,
+    /// Messages per second, all active customers together.
+    #[arg(long, default_value_t = 200)]
+    pub rate: u32,
+    /// How long to send, after every connection is up.
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u64,
+    /// A running server (otherwise one is started); needs --password.
+    #[arg(long)]
+    pub url: Option<String>,
+    /// The demo admin's password on --url.
+    #[arg(long)]
+    pub password: Option<String>,
+}
+
+struct Target {
+    url: String,
+    password: String,
+    child: Option<tokio::process::Child>,
+}
+
+/// Lifts the open-file limit to its hard maximum (each connection is a file).
+pub fn raise_nofile_limit() -> u64 {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: plain libc calls on a stack value.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+    lim.rlim_cur
+}
+
+async fn start_server() -> anyhow::Result<Target> {
+    let dir = std::env::temp_dir().join(format!("aicc-bench-{}", Uuid::new_v4().simple()));
+    let mut child = tokio::process::Command::new(std::env::current_exe()?)
+        .arg("serve")
+        .env("AICC_BIND", "127.0.0.1:0")
+        .env("AICC_DATA_DIR", &dir)
+        .env("AICC_DEMO", "1")
+        .env("AICC_LOG", "warn")
+        .env("AICC_WS_FRAMES_PER_10S", "1000000")
+        .env("AICC_WIDGET_CONVERSATIONS_PER_MINUTE", "100000000")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .context("cannot start aicc serve")?;
+    let mut stdout = BufReader::new(child.stdout.take().context("stdout")?).lines();
+    let mut stderr = BufReader::new(child.stderr.take().context("stderr")?).lines();
+    let line = tokio::time::timeout(Duration::from_secs(60), stdout.next_line())
+        .await
+        .context("the server did not start within 60 s")??
+        .context("the server exited")?;
+    let url = serde_json::from_str::<Value>(&line)?["listening"].as_str().context("no listening line")?.to_string();
+    let mut password = None;
+    while let Ok(Ok(Some(line))) = tokio::time::timeout(Duration::from_secs(10), stderr.next_line()).await {
+        if let Some(p) = line.split("password: ").nth(1) {
+            password = Some(p.trim().to_string());
+            break;
+        }
+    }
+    // Keep draining the server's stderr so it never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = stderr.next_line().await {} });
+    Ok(Target { url, password: password.context("no demo password in the banner")?, child: Some(child) })
+}
+
+fn rss_mb(pid: u32, field: &str) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i] as f64 / 1000.0
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn connect(url: &str, token: &str) -> anyhow::Result<Ws> {
+    let ws_url = format!("{}/v1/ws?token={token}", url.replacen("http://", "ws://", 1));
+    Ok(tokio_tungstenite::connect_async(ws_url).await?.0)
+}
+
+pub async fn ws(args: WsArgs) -> anyhow::Result<Value> {
+    if args.active > args.customers || args.agents == 0 || args.rate == 0 {
+        bail!("need --agents ≥ 1, --rate ≥ 1 and --active ≤ --customers");
+    }
+    let nofile = raise_nofile_limit();
+    let target = match (&args.url, &args.password) {
+        (Some(url), Some(pw)) => Target { url: url.clone(), password: pw.clone(), child: None },
+        (Some(_), None) => bail!("--url needs --password (the demo admin's)"),
+        _ => start_server().await?,
+    };
+    let pid = target.child.as_ref().and_then(|c| c.id());
+    let http = reqwest::Client::new();
+    let url = target.url.clone();
+    eprintln!("bench: server {url}; open-file limit {nofile}; creating {} conversations", args.customers);
+
+    let created: Vec<anyhow::Result<(Uuid, String)>> = futures_util::stream::iter(0..args.customers)
+        .map(|_| {
+            let (http, url) = (http.clone(), url.clone());
+            async move {
+                let v: Value = http.post(format!("{url}/v1/widget/demo/conversations")).json(&json!({})).send().await?.json().await?;
+                let id = v["conversation_id"].as_str().context("no conversation_id")?.parse()?;
+                Ok((id, v["token"].as_str().context("no token")?.to_string()))
+            }
+        })
+        .buffer_unordered(64)
+        .collect()
+        .await;
+    let convs: Vec<(Uuid, String)> = created.into_iter().collect::<anyhow::Result<_>>()?;
+    let login: Value = http
+        .post(format!("{url}/v1/auth/login"))
+        .json(&json!({ "tenant": "demo", "email": "admin@demo.local", "password": target.password }))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let agent_token = login["access_token"].as_str().context("login failed")?.to_string();
+
+    let start = Instant::now();
+    let stop = Arc::new(AtomicBool::new(false));
+    let held = Arc::new(AtomicUsize::new(0));
+    let latencies = Arc::new(Mutex::new(Vec::<u64>::new()));
+
+    // Agents subscribe to the active conversations, shared round-robin.
+    let mut agent_tasks = vec![];
+    for a in 0..args.agents {
+        let mut ws = connect(&url, &agent_token).await?;
+        for (i, (id, _)) in convs.iter().take(args.active).enumerate() {
+            if i % args.agents == a {
+                ws.send(Message::Text(json!({ "type": "subscribe", "conversation_id": id }).to_string().into())).await?;
+            }
+        }
+        let (stop, latencies) = (stop.clone(), latencies.clone());
+        agent_tasks.push(tokio::spawn(async move {
+            let mut mine = vec![];
+            while !stop.load(Ordering::Relaxed) {
+                let Ok(Some(Ok(msg))) = tokio::time::timeout(Duration::from_millis(200), ws.next()).await else { continue };
+                let Message::Text(text) = msg else { continue };
+                let Ok(frame) = serde_json::from_str::<Value>(&text) else { continue };
+                if frame["type"] == "message" {
+                    if let Some(sent) = frame["message"]["text"].as_str().and_then(|t| t.strip_prefix("bench ")) {
+                        if let Ok(sent) = sent.parse::<u64>() {
+                            mine.push((start.elapsed().as_micros() as u64).saturating_sub(sent));
+                        }
+                    }
+                }
+            }
+            latencies.lock().unwrap_or_else(|p| p.into_inner()).extend(mine);
+        }));
+    }
+
+    eprintln!("bench: connecting {} customers", convs.len());
+    let per_conn = Duration::from_secs_f64(args.active as f64 / args.rate as f64);
+    let sent = Arc::new(AtomicUsize::new(0));
+    let go = Arc::new(tokio::sync::Notify::new());
+    let mut customer_tasks = vec![];
+    let connected: Vec<anyhow::Result<Ws>> = futures_util::stream::iter(convs.iter())
+        .map(|(_, token)| connect(&url, token))
+        .buffered(128)
+        .collect()
+        .await;
+    for (i, ws) in connected.into_iter().enumerate() {
+        let mut ws = ws.context("a customer could not connect")?;
+        let conv = convs[i].0;
+        ws.send(Message::Text(json!({ "type": "hello" }).to_string().into())).await?;
+        held.fetch_add(1, Ordering::Relaxed);
+        let (stop, held, sent, go) = (stop.clone(), held.clone(), sent.clone(), go.clone());
+        let active = i < args.active;
+        customer_tasks.push(tokio::spawn(async move {
+            let (mut tx, mut rx) = ws.split();
+            let reader = tokio::spawn(async move { while let Some(Ok(_)) = rx.next().await {} });
+            if active {
+                go.notified().await;
+                // Spread the senders over the interval so the rate is steady.
+                tokio::time::sleep(per_conn.mul_f64((i as f64 * 0.618) % 1.0)).await;
+                let mut tick = tokio::time::interval(per_conn);
+                loop {
+                    tick.tick().await;
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let text = format!("bench {}", start.elapsed().as_micros());
+                    let frame = json!({ "type": "message", "conversation_id": conv, "client_msg_id": Uuid::new_v4(), "text": text });
+                    if tx.send(Message::Text(frame.to_string().into())).await.is_err() {
+                        break;
+                    }
+                    sent.fetch_add(1, Ordering::Relaxed);
+                }
+            } else {
+                while !stop.load(Ordering::Relaxed) {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+            if reader.is_finished() {
+                held.fetch_sub(1, Ordering::Relaxed);
+            }
+            reader.abort();
+        }));
+    }
+    let rss_idle = pid.and_then(|p| rss_mb(p, "VmRSS:"));
+    eprintln!("bench: {} customers connected; sending {} msg/s for {} s", held.load(Ordering::Relaxed), args.rate, args.seconds);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // notify_waiters wakes only tasks already waiting: give late ones a second call.
+    let load_start = Instant::now();
+    go.notify_waiters();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    go.notify_waiters();
+    tokio::time::sleep(Duration::from_secs(args.seconds)).await;
+    let sending = load_start.elapsed().as_secs_f64();
+    let rss_load = pid.and_then(|p| rss_mb(p, "VmRSS:"));
+    let held_now = held.load(Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
+    let sent_total = sent.load(Ordering::Relaxed);
+    // Let the last messages arrive.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for t in customer_tasks {
+        let _ = t.await;
+    }
+    for t in agent_tasks {
+        let _ = t.await;
+    }
+    let mut lat = latencies.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    lat.sort_unstable();
+    let peak = pid.and_then(|p| rss_mb(p, "VmHWM:"));
+    Ok(json!({
+        "customers": args.customers,
+        "agents": args.agents,
+        "active": args.active,
+        "held_connections": held_now,
+        "messages_sent": sent_total,
+        "messages_delivered": lat.len(),
+        "messages_per_s": (lat.len() as f64 / sending * 10.0).round() / 10.0,
+        "p50_ms": percentile(&lat, 0.50),
+        "p99_ms": percentile(&lat, 0.99),
+        "max_ms": lat.last().map(|v| *v as f64 / 1000.0).unwrap_or(0.0),
+        "server_rss_mb_connected": rss_idle.map(|v| v.round()),
+        "server_rss_mb_under_load": rss_load.map(|v| v.round()),
+        "server_peak_rss_mb": peak.map(|v| v.round()),
+        "store": if std::env::var("DATABASE_URL").is_ok() { "postgres" } else { "sqlite" },
+        "bus": if std::env::var("REDIS_URL").is_ok() { "redis" } else { "in-process" },
+    }))
+}
