@@ -72,3 +72,47 @@ async fn redis_outage_keeps_local_delivery_and_signals_lag() {
     a.publish(&topic, json!("after")).await.unwrap();
     assert_eq!(next(&mut remote).await, BusEvent::Event(json!("after")));
 }
+
+/// `/readyz` reports the bus, and the server keeps serving while Redis is away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_reports_redis_outage_and_recovery() {
+    let port = free_port();
+    let redis = PrivateRedis::start(port);
+    let store = aicc_tests::fresh_sqlite_store().await;
+    let bus: std::sync::Arc<dyn Bus> = std::sync::Arc::new(RedisBus::connect(&redis.url()).await.unwrap());
+    let settings = aicc_core::settings::Settings { bind: "127.0.0.1:0".into(), demo: false, ..Default::default() };
+    store.ensure_tenant("acme", "acme", &Default::default()).await.unwrap();
+    let app = aicc_api::Application::build(settings, store, bus.clone()).await.unwrap();
+    let url = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    let get = |path: &str| reqwest::get(format!("{url}{path}"));
+    assert_eq!(get("/readyz").await.unwrap().status(), 200);
+
+    drop(redis);
+    wait_until("the bus notices", || !bus.is_healthy()).await;
+    let r = get("/readyz").await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["bus"], "unavailable");
+    // Still serving: a customer can start a conversation and write.
+    let created: serde_json::Value = reqwest::Client::new()
+        .post(format!("{url}/v1/widget/acme/conversations"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let resp = reqwest::Client::new()
+        .post(format!("{url}/v1/conversations/{}/messages", created["conversation_id"].as_str().unwrap()))
+        .bearer_auth(created["token"].as_str().unwrap())
+        .json(&json!({ "client_msg_id": Uuid::new_v4(), "text": "still there?" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201, "messages are stored while Redis is down");
+
+    let _redis = PrivateRedis::start(port);
+    wait_until("the bus reconnects", || bus.is_healthy()).await;
+    assert_eq!(get("/readyz").await.unwrap().status(), 200);
+}

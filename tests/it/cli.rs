@@ -191,3 +191,21 @@ async fn bad_configuration_is_named() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid config file"), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// The CI smoke version of `aicc bench ws` (the full figures are in docs/benchmarks.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_ws_smoke() {
+    let dir = scratch_dir();
+    let out = aicc(&dir)
+        .args(["bench", "ws", "--customers", "300", "--agents", "3", "--active", "30", "--rate", "100", "--seconds", "2"])
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["held_connections"], 300, "{v}");
+    let (sent, delivered) = (v["messages_sent"].as_u64().unwrap(), v["messages_delivered"].as_u64().unwrap());
+    assert!(sent >= 100, "{v}");
+    assert_eq!(sent, delivered, "every message reached its agent: {v}");
+    assert!(v["p99_ms"].as_f64().unwrap() > 0.0 && v["server_peak_rss_mb"].as_f64().unwrap() > 0.0, "{v}");
+}

@@ -37,7 +37,12 @@ pub struct AppState {
     pub widget_by_ip: RateLimiter,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     pub round_robin: routing::RoundRobin,
+    /// Tenants read on every message, kept briefly (settings edits on another
+    /// replica show up here within `TENANT_CACHE_TTL`).
+    tenants: std::sync::Mutex<std::collections::HashMap<uuid::Uuid, (std::time::Instant, Arc<aicc_core::Tenant>)>>,
 }
+
+const TENANT_CACHE_TTL: Duration = Duration::from_secs(5);
 
 /// The name under which the generated JWT signing key is kept in the Store.
 pub const JWT_SECRET_NAME: &str = "jwt_signing_key";
@@ -59,10 +64,30 @@ impl AppState {
             widget_by_ip: RateLimiter::new(settings.auth.widget_conversations_per_minute, minute),
             metrics: middleware::prometheus_handle(),
             round_robin: routing::RoundRobin::default(),
+            tenants: Default::default(),
             store,
             bus,
             settings,
         })
+    }
+}
+
+impl AppState {
+    /// The tenant, from a short-lived cache.
+    pub async fn tenant(&self, id: uuid::Uuid) -> error::ApiResult<Arc<aicc_core::Tenant>> {
+        if let Some((at, t)) = self.tenants.lock().unwrap_or_else(|p| p.into_inner()).get(&id) {
+            if at.elapsed() < TENANT_CACHE_TTL {
+                return Ok(t.clone());
+            }
+        }
+        let tenant = Arc::new(self.store.tenant(id).await?.ok_or_else(|| error::ApiError::not_found("tenant"))?);
+        self.tenants.lock().unwrap_or_else(|p| p.into_inner()).insert(id, (std::time::Instant::now(), tenant.clone()));
+        Ok(tenant)
+    }
+
+    /// Forgets a cached tenant (after its settings changed here).
+    pub fn forget_tenant(&self, id: uuid::Uuid) {
+        self.tenants.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
     }
 }
 

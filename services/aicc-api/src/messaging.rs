@@ -21,28 +21,32 @@ pub async fn post_message(
 ) -> ApiResult<Appended> {
     let conv = load_conversation(state, who, conversation_id).await?;
     let text = validate_text(text, state.settings.limits.message_chars)?;
-    let tenant = state.store.tenant(conv.tenant_id).await?.ok_or_else(|| ApiError::not_found("tenant"))?;
+    let tenant = state.tenant(conv.tenant_id).await?;
     let redacted = redact::redact(&text, &tenant.settings.pii);
-    // A retry of a stored message is answered as before, whatever happened since
-    // (the conversation may have closed after the first attempt).
-    if let Some(existing) = state.store.message_by_client_id(conv.id, client_msg_id).await? {
-        if existing.text != redacted.text {
-            return Err(aicc_core::StoreError::IdempotencyConflict.into());
-        }
-        return Ok(Appended { message: existing, created: false });
-    }
-    if conv.status == ConversationStatus::Closed {
-        return Err(ApiError::conflict("conversation_closed", "the conversation is closed"));
-    }
     let (sender, sender_id) = match who {
         Principal::Customer { .. } => (Sender::Customer, None),
-        Principal::Staff { user_id, .. } => {
-            if conv.status != ConversationStatus::Assigned || conv.agent_id != Some(*user_id) {
-                return Err(ApiError::conflict("not_assigned", "claim the conversation before replying"));
-            }
-            (Sender::Agent, Some(*user_id))
-        }
+        Principal::Staff { user_id, .. } => (Sender::Agent, Some(*user_id)),
     };
+    let refusal = match who {
+        _ if conv.status == ConversationStatus::Closed => {
+            Some(ApiError::conflict("conversation_closed", "the conversation is closed"))
+        }
+        Principal::Staff { user_id, .. }
+            if conv.status != ConversationStatus::Assigned || conv.agent_id != Some(*user_id) =>
+        {
+            Some(ApiError::conflict("not_assigned", "claim the conversation before replying"))
+        }
+        _ => None,
+    };
+    if let Some(refusal) = refusal {
+        // A retry of a message stored before the state changed (say, the
+        // conversation closed since) still gets its original answer.
+        return match state.store.message_by_client_id(conv.id, client_msg_id).await? {
+            Some(existing) if existing.text == redacted.text => Ok(Appended { message: existing, created: false }),
+            Some(_) => Err(aicc_core::StoreError::IdempotencyConflict.into()),
+            None => Err(refusal),
+        };
+    }
     let appended = state
         .store
         .append_message(NewMessage {

@@ -17,6 +17,7 @@ macro_rules! bus_conformance_suite {
             subscribers_get_what_is_published_after_they_subscribe,
             topics_are_isolated,
             events_keep_their_order,
+            slow_subscribers_are_told_they_lagged,
             presence_expires
         );
     };
@@ -73,12 +74,28 @@ pub async fn topics_are_isolated(bus: Arc<dyn Bus>) {
 pub async fn events_keep_their_order(bus: Arc<dyn Bus>) {
     let topic = Topic::Conversation(Uuid::new_v4());
     let mut sub = bus.subscribe(&topic).await.unwrap();
-    for i in 0..200 {
+    for i in 0..50 {
         bus.publish(&topic, json!(i)).await.unwrap();
     }
-    for i in 0..200 {
+    for i in 0..50 {
         assert_eq!(next(&mut sub).await, BusEvent::Event(json!(i)));
     }
+}
+
+/// A subscriber that falls behind is told so (and re-reads the Store) instead
+/// of the bus buffering without bound.
+pub async fn slow_subscribers_are_told_they_lagged(bus: Arc<dyn Bus>) {
+    let topic = Topic::Conversation(Uuid::new_v4());
+    let mut sub = bus.subscribe(&topic).await.unwrap();
+    for i in 0..1000 {
+        bus.publish(&topic, json!(i)).await.unwrap();
+    }
+    assert_eq!(next(&mut sub).await, BusEvent::Lagged);
+    let mut last = None;
+    while let Ok(Some(BusEvent::Event(v))) = tokio::time::timeout(Duration::from_millis(300), sub.next()).await {
+        last = Some(v);
+    }
+    assert_eq!(last, Some(json!(999)), "the newest events are kept");
 }
 
 pub async fn presence_expires(bus: Arc<dyn Bus>) {

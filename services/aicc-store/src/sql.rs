@@ -545,7 +545,7 @@ macro_rules! sql_store {
                 let mut tx = self.pool.begin().await.map_err(db_err)?;
                 // Bumping last_seq first takes the conversation's row lock (Postgres) or the
                 // write lock (SQLite): appenders to one conversation queue here, so seq has
-                // no gaps or duplicates and the idempotency check below sees every commit.
+                // no gaps or duplicates, and the insert below sees every earlier commit.
                 let seq: Option<i64> = sqlx::query_scalar(
                     "UPDATE conversations SET last_seq = last_seq + 1, updated_at = $1 \
                      WHERE tenant_id = $2 AND id = $3 RETURNING last_seq",
@@ -560,27 +560,11 @@ macro_rules! sql_store {
                     tx.rollback().await.map_err(db_err)?;
                     return Err(StoreError::NotFound("conversation"));
                 };
-                if let Some(client_id) = m.client_msg_id {
-                    let existing = sqlx::query(&format!(
-                        "SELECT {MSG_COLS} FROM messages WHERE conversation_id = $1 AND client_msg_id = $2"
-                    ))
-                    .bind(m.conversation_id)
-                    .bind(client_id)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(db_err)?;
-                    if let Some(row) = existing {
-                        tx.rollback().await.map_err(db_err)?;
-                        let message = Self::msg_row(&row)?;
-                        if message.text != m.text || message.sender != m.sender {
-                            return Err(StoreError::IdempotencyConflict);
-                        }
-                        return Ok(Appended { message, created: false });
-                    }
-                }
+                // The unique (conversation_id, client_msg_id) decides idempotency: a
+                // replay inserts nothing, gives its seq back and returns the stored row.
                 let row = sqlx::query(&format!(
                     "INSERT INTO messages ({MSG_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
-                     RETURNING {MSG_COLS}"
+                     ON CONFLICT (conversation_id, client_msg_id) DO NOTHING RETURNING {MSG_COLS}"
                 ))
                 .bind(Uuid::new_v4())
                 .bind(m.conversation_id)
@@ -593,9 +577,21 @@ macro_rules! sql_store {
                 .bind(Json(&m.citations))
                 .bind(Json(&m.quick_replies))
                 .bind(now)
-                .fetch_one(&mut *tx)
+                .fetch_optional(&mut *tx)
                 .await
                 .map_err(db_err)?;
+                let Some(row) = row else {
+                    tx.rollback().await.map_err(db_err)?;
+                    let client_id = m.client_msg_id.ok_or_else(|| StoreError::Internal("insert conflict without client_msg_id".into()))?;
+                    let message = self
+                        .message_by_client_id(m.conversation_id, client_id)
+                        .await?
+                        .ok_or_else(|| StoreError::Internal("conflicting message vanished".into()))?;
+                    if message.text != m.text || message.sender != m.sender {
+                        return Err(StoreError::IdempotencyConflict);
+                    }
+                    return Ok(Appended { message, created: false });
+                };
                 tx.commit().await.map_err(db_err)?;
                 Ok(Appended { message: Self::msg_row(&row)?, created: true })
             }

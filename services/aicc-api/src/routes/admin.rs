@@ -34,6 +34,7 @@ pub async fn put_settings(
         .validate()
         .map_err(|errs| ApiError::validation("invalid_settings", "the settings are invalid").with_details(errs))?;
     let tenant = state.store.update_tenant_settings(admin.tenant_id, &settings).await?;
+    state.forget_tenant(admin.tenant_id);
     audit(&state, &admin, "tenant.settings_updated", serde_json::json!({})).await?;
     Ok(HttpResponse::Ok().json(tenant.settings))
 }
