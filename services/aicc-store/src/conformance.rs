@@ -24,6 +24,7 @@ macro_rules! store_conformance_suite {
             messages_get_consecutive_seqs,
             client_msg_id_is_idempotent,
             concurrent_appends_have_no_gaps_or_duplicates,
+            concurrent_retries_store_once,
             transitions_are_checked_and_audited,
             concurrent_claims_have_one_winner,
             feedback_and_csat_are_kept,
@@ -246,6 +247,31 @@ pub async fn concurrent_appends_have_no_gaps_or_duplicates(store: Arc<dyn Store>
     assert_eq!(seqs, expected, "seqs must be exactly 1..=N");
     let texts: BTreeSet<_> = all.iter().map(|m| m.text.as_str()).collect();
     assert_eq!(texts.len(), WRITERS * EACH, "no message lost or doubled");
+}
+
+pub async fn concurrent_retries_store_once(store: Arc<dyn Store>) {
+    let t = tenant(&store, "acme").await;
+    let c = conversation(&store, &t).await;
+    for round in 0..5 {
+        let id = Uuid::new_v4();
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let (store, c) = (store.clone(), c.clone());
+                tokio::spawn(async move { store.append_message(customer_msg(&c, "same retry", Some(id))).await.unwrap() })
+            })
+            .collect();
+        let mut created = 0;
+        let mut seqs = BTreeSet::new();
+        for task in tasks {
+            let a = task.await.unwrap();
+            created += a.created as usize;
+            seqs.insert(a.message.seq);
+        }
+        assert_eq!(created, 1, "one of the racing retries stores it");
+        assert_eq!(seqs.into_iter().collect::<Vec<_>>(), [round + 1], "all see the same message");
+    }
+    let next = store.append_message(customer_msg(&c, "after", None)).await.unwrap();
+    assert_eq!(next.message.seq, 6, "no seq was lost to a retry");
 }
 
 pub async fn transitions_are_checked_and_audited(store: Arc<dyn Store>) {

@@ -541,59 +541,7 @@ macro_rules! sql_store {
             }
 
             async fn append_message(&self, m: NewMessage) -> StoreResult<Appended> {
-                let now = Utc::now();
-                let mut tx = self.pool.begin().await.map_err(db_err)?;
-                // Bumping last_seq first takes the conversation's row lock (Postgres) or the
-                // write lock (SQLite): appenders to one conversation queue here, so seq has
-                // no gaps or duplicates, and the insert below sees every earlier commit.
-                let seq: Option<i64> = sqlx::query_scalar(
-                    "UPDATE conversations SET last_seq = last_seq + 1, updated_at = $1 \
-                     WHERE tenant_id = $2 AND id = $3 RETURNING last_seq",
-                )
-                .bind(now)
-                .bind(m.tenant_id)
-                .bind(m.conversation_id)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db_err)?;
-                let Some(seq) = seq else {
-                    tx.rollback().await.map_err(db_err)?;
-                    return Err(StoreError::NotFound("conversation"));
-                };
-                // The unique (conversation_id, client_msg_id) decides idempotency: a
-                // replay inserts nothing, gives its seq back and returns the stored row.
-                let row = sqlx::query(&format!(
-                    "INSERT INTO messages ({MSG_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
-                     ON CONFLICT (conversation_id, client_msg_id) DO NOTHING RETURNING {MSG_COLS}"
-                ))
-                .bind(Uuid::new_v4())
-                .bind(m.conversation_id)
-                .bind(seq)
-                .bind(m.sender.as_str())
-                .bind(m.sender_id)
-                .bind(&m.text)
-                .bind(m.client_msg_id)
-                .bind(&m.intent)
-                .bind(Json(&m.citations))
-                .bind(Json(&m.quick_replies))
-                .bind(now)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db_err)?;
-                let Some(row) = row else {
-                    tx.rollback().await.map_err(db_err)?;
-                    let client_id = m.client_msg_id.ok_or_else(|| StoreError::Internal("insert conflict without client_msg_id".into()))?;
-                    let message = self
-                        .message_by_client_id(m.conversation_id, client_id)
-                        .await?
-                        .ok_or_else(|| StoreError::Internal("conflicting message vanished".into()))?;
-                    if message.text != m.text || message.sender != m.sender {
-                        return Err(StoreError::IdempotencyConflict);
-                    }
-                    return Ok(Appended { message, created: false });
-                };
-                tx.commit().await.map_err(db_err)?;
-                Ok(Appended { message: Self::msg_row(&row)?, created: true })
+                self.append(m).await
             }
 
             async fn list_messages(&self, conversation_id: Uuid, after_seq: i64, limit: i64) -> StoreResult<Vec<Message>> {
@@ -682,3 +630,120 @@ macro_rules! sql_store {
 
 sql_store!(PgStore, sqlx::Postgres, "postgres");
 sql_store!(SqliteStore, sqlx::Sqlite, "sqlite");
+
+impl SqliteStore {
+    /// In a transaction: bump `last_seq` (SQLite's write lock serialises writers),
+    /// then insert; a conflicting `client_msg_id` rolls the bump back.
+    async fn append(&self, m: NewMessage) -> StoreResult<Appended> {
+        let now = Utc::now();
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        // Bumping last_seq first takes the conversation's row lock (Postgres) or the
+        // write lock (SQLite): appenders to one conversation queue here, so seq has
+        // no gaps or duplicates, and the insert below sees every earlier commit.
+        let seq: Option<i64> = sqlx::query_scalar(
+            "UPDATE conversations SET last_seq = last_seq + 1, updated_at = $1 \
+             WHERE tenant_id = $2 AND id = $3 RETURNING last_seq",
+        )
+        .bind(now)
+        .bind(m.tenant_id)
+        .bind(m.conversation_id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let Some(seq) = seq else {
+            tx.rollback().await.map_err(db_err)?;
+            return Err(StoreError::NotFound("conversation"));
+        };
+        // The unique (conversation_id, client_msg_id) decides idempotency: a
+        // replay inserts nothing, gives its seq back and returns the stored row.
+        let row = sqlx::query(&format!(
+            "INSERT INTO messages ({MSG_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+             ON CONFLICT (conversation_id, client_msg_id) DO NOTHING RETURNING {MSG_COLS}"
+        ))
+        .bind(Uuid::new_v4())
+        .bind(m.conversation_id)
+        .bind(seq)
+        .bind(m.sender.as_str())
+        .bind(m.sender_id)
+        .bind(&m.text)
+        .bind(m.client_msg_id)
+        .bind(&m.intent)
+        .bind(Json(&m.citations))
+        .bind(Json(&m.quick_replies))
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let Some(row) = row else {
+            tx.rollback().await.map_err(db_err)?;
+            let client_id = m.client_msg_id.ok_or_else(|| StoreError::Internal("insert conflict without client_msg_id".into()))?;
+            let message = self
+                .message_by_client_id(m.conversation_id, client_id)
+                .await?
+                .ok_or_else(|| StoreError::Internal("conflicting message vanished".into()))?;
+            if message.text != m.text || message.sender != m.sender {
+                return Err(StoreError::IdempotencyConflict);
+            }
+            return Ok(Appended { message, created: false });
+        };
+        tx.commit().await.map_err(db_err)?;
+        Ok(Appended { message: Self::msg_row(&row)?, created: true })
+    }
+}
+
+impl PgStore {
+    /// One statement, so one round trip and no explicit transaction: the
+    /// UPDATE takes the conversation's row lock (appenders to one conversation
+    /// queue there) and yields the next seq, which the INSERT uses. A replayed
+    /// `client_msg_id` either is seen by the NOT EXISTS, or (when it committed
+    /// while we waited for the lock) fails the unique index; either way the
+    /// whole statement, seq bump included, has no effect.
+    async fn append(&self, m: NewMessage) -> StoreResult<Appended> {
+        let result = sqlx::query(&format!(
+            "WITH next AS ( \
+                 UPDATE conversations SET last_seq = last_seq + 1, updated_at = $11 \
+                 WHERE tenant_id = $1 AND id = $2 AND NOT EXISTS \
+                     (SELECT 1 FROM messages WHERE conversation_id = $2 AND client_msg_id = $6) \
+                 RETURNING last_seq) \
+             INSERT INTO messages ({MSG_COLS}) \
+             SELECT $3, $2, next.last_seq, $4, $5, $7, $6, $8, $9, $10, $11 FROM next \
+             RETURNING {MSG_COLS}"
+        ))
+        .bind(m.tenant_id)
+        .bind(m.conversation_id)
+        .bind(Uuid::new_v4())
+        .bind(m.sender.as_str())
+        .bind(m.sender_id)
+        .bind(m.client_msg_id)
+        .bind(&m.text)
+        .bind(&m.intent)
+        .bind(Json(&m.citations))
+        .bind(Json(&m.quick_replies))
+        .bind(Utc::now())
+        .fetch_optional(&self.pool)
+        .await;
+        match result {
+            Ok(Some(row)) => Ok(Appended { message: Self::msg_row(&row)?, created: true }),
+            Ok(None) => match m.client_msg_id {
+                // Nothing inserted: a known client_msg_id, or no such conversation.
+                Some(client_id) => self.replayed(&m, client_id).await,
+                None => Err(StoreError::NotFound("conversation")),
+            },
+            Err(e) if is_unique_violation(&e) && m.client_msg_id.is_some() => {
+                self.replayed(&m, m.client_msg_id.unwrap_or_default()).await
+            }
+            Err(e) => Err(db_err(e)),
+        }
+    }
+
+    async fn replayed(&self, m: &NewMessage, client_id: Uuid) -> StoreResult<Appended> {
+        match self.message_by_client_id(m.conversation_id, client_id).await? {
+            Some(message) if message.text == m.text && message.sender == m.sender => Ok(Appended { message, created: false }),
+            Some(_) => Err(StoreError::IdempotencyConflict),
+            None if self.conversation(m.tenant_id, m.conversation_id).await?.is_none() => {
+                Err(StoreError::NotFound("conversation"))
+            }
+            None => Err(StoreError::Internal("message neither inserted nor found".into())),
+        }
+    }
+}
