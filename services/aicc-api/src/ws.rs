@@ -170,8 +170,9 @@ impl Connection {
     }
 
     async fn serve(&mut self, stream: &mut actix_ws::MessageStream) -> Stop {
-        let mut heartbeat = tokio::time::interval(HEARTBEAT);
-        heartbeat.tick().await;
+        // Jittered start: connections opened together must not ping together.
+        let jitter = HEARTBEAT.mul_f64(rand::random::<f64>());
+        let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + jitter, HEARTBEAT);
         loop {
             let step = tokio::select! {
                 frame = stream.recv() => self.on_client(frame).await,

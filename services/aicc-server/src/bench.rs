@@ -191,6 +191,8 @@ pub async fn ws(args: WsArgs) -> anyhow::Result<Value> {
     let per_conn = Duration::from_secs_f64(args.active as f64 / args.rate as f64);
     let sent = Arc::new(AtomicUsize::new(0));
     let go = Arc::new(tokio::sync::Notify::new());
+    let done = Arc::new(tokio::sync::Notify::new());
+    let synced = Arc::new(AtomicUsize::new(0));
     let mut customer_tasks = vec![];
     let connected: Vec<anyhow::Result<Ws>> = futures_util::stream::iter(convs.iter())
         .map(|(_, token)| connect(&url, token))
@@ -202,11 +204,23 @@ pub async fn ws(args: WsArgs) -> anyhow::Result<Value> {
         let conv = convs[i].0;
         ws.send(Message::Text(json!({ "type": "hello" }).to_string().into())).await?;
         held.fetch_add(1, Ordering::Relaxed);
-        let (stop, held, sent, go) = (stop.clone(), held.clone(), sent.clone(), go.clone());
+        let (stop, held, sent, go, done) = (stop.clone(), held.clone(), sent.clone(), go.clone(), done.clone());
+        let synced = synced.clone();
         let active = i < args.active;
         customer_tasks.push(tokio::spawn(async move {
             let (mut tx, mut rx) = ws.split();
-            let reader = tokio::spawn(async move { while let Some(Ok(_)) = rx.next().await {} });
+            let reader = tokio::spawn(async move {
+                // The first `status` frame ends the hello's replay: the connection is synced.
+                while let Some(Ok(msg)) = rx.next().await {
+                    if let Message::Text(t) = msg {
+                        if t.contains(r#""type":"status""#) {
+                            synced.fetch_add(1, Ordering::Relaxed);
+                            break;
+                        }
+                    }
+                }
+                while let Some(Ok(_)) = rx.next().await {}
+            });
             if active {
                 go.notified().await;
                 // Spread the senders over the interval so the rate is steady.
@@ -225,9 +239,8 @@ pub async fn ws(args: WsArgs) -> anyhow::Result<Value> {
                     sent.fetch_add(1, Ordering::Relaxed);
                 }
             } else {
-                while !stop.load(Ordering::Relaxed) {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
+                // Idle customers sleep until the end (no polling: 10,000 of them would cost CPU).
+                let _ = done.notified().await;
             }
             if reader.is_finished() {
                 held.fetch_sub(1, Ordering::Relaxed);
@@ -235,8 +248,19 @@ pub async fn ws(args: WsArgs) -> anyhow::Result<Value> {
             reader.abort();
         }));
     }
+    // Load starts once the server has answered every hello (not while it still replays).
+    let wait_start = Instant::now();
+    while synced.load(Ordering::Relaxed) < convs.len() && wait_start.elapsed() < Duration::from_secs(120) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let rss_idle = pid.and_then(|p| rss_mb(p, "VmRSS:"));
-    eprintln!("bench: {} customers connected; sending {} msg/s for {} s", held.load(Ordering::Relaxed), args.rate, args.seconds);
+    eprintln!(
+        "bench: {} customers connected, {} synced; sending {} msg/s for {} s",
+        held.load(Ordering::Relaxed),
+        synced.load(Ordering::Relaxed),
+        args.rate,
+        args.seconds
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     // notify_waiters wakes only tasks already waiting: give late ones a second call.
     let load_start = Instant::now();
@@ -248,6 +272,7 @@ pub async fn ws(args: WsArgs) -> anyhow::Result<Value> {
     let rss_load = pid.and_then(|p| rss_mb(p, "VmRSS:"));
     let held_now = held.load(Ordering::Relaxed);
     stop.store(true, Ordering::Relaxed);
+    done.notify_waiters();
     let sent_total = sent.load(Ordering::Relaxed);
     // Let the last messages arrive.
     tokio::time::sleep(Duration::from_secs(1)).await;

@@ -29,6 +29,9 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(20)
             .acquire_timeout(Duration::from_secs(5))
+            // A ping before every query doubles the round trips; a dead connection
+            // fails its query instead and the pool replaces it.
+            .test_before_acquire(false)
             .connect(url)
             .await
             .map_err(|e| StoreError::Unavailable(format!("cannot connect to Postgres: {e}")))?;
