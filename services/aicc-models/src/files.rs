@@ -238,6 +238,9 @@ impl Fetcher {
         }
         for file in files {
             let final_path = self.file_path(model, file);
+            if let Some(parent) = final_path.parent() {
+                fs::create_dir_all(parent).map_err(io_err(parent))?;
+            }
             let partial = final_path.with_file_name(format!(
                 "{}.partial",
                 final_path.file_name().unwrap_or_default().to_string_lossy()
