@@ -246,4 +246,8 @@ async fn health_metrics_and_openapi(app: TestApp) {
     }
     let (s, body) = app.get("/v1/nope", None).await;
     assert_eq!((s, code(&body)), (404, "not_found"));
+    let resp = app.client.delete(app.at("/v1/auth/login")).send().await.unwrap();
+    let (s, body) = aicc_tests::read(resp).await;
+    assert_eq!((s, code(&body)), (405, "method_not_allowed"));
+    assert!(body["error"]["message"].as_str().unwrap().ends_with("use POST"), "{body}");
 }

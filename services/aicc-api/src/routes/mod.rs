@@ -50,8 +50,45 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .default_service(web::to(not_found));
 }
 
-async fn not_found() -> ApiResult<HttpResponse> {
-    Err(ApiError::new(actix_web::http::StatusCode::NOT_FOUND, "not_found", "no such endpoint"))
+/// No route matched: 405 when the path exists with other methods (known from
+/// the OpenAPI document, which lists every route), else 404.
+async fn not_found(req: actix_web::HttpRequest) -> ApiResult<HttpResponse> {
+    use std::sync::LazyLock;
+    use utoipa::OpenApi;
+    static ROUTES: LazyLock<Vec<(actix_web::dev::ResourceDef, Vec<String>)>> = LazyLock::new(|| {
+        let doc = openapi::ApiDoc::openapi();
+        let mut routes: Vec<_> = doc
+            .paths
+            .paths
+            .iter()
+            .map(|(path, item)| {
+                let methods = [
+                    ("GET", item.get.is_some()),
+                    ("POST", item.post.is_some()),
+                    ("PUT", item.put.is_some()),
+                    ("DELETE", item.delete.is_some()),
+                ];
+                let allowed = methods.iter().filter(|(_, on)| *on).map(|(m, _)| m.to_string()).collect();
+                (actix_web::dev::ResourceDef::new(path.as_str()), allowed)
+            })
+            .collect();
+        routes.push((actix_web::dev::ResourceDef::new("/v1/ws"), vec!["GET".into()]));
+        routes
+    });
+    let allowed: Vec<&str> = ROUTES
+        .iter()
+        .filter(|(def, _)| def.is_match(req.path()))
+        .flat_map(|(_, methods)| methods.iter().map(String::as_str))
+        .collect();
+    if allowed.is_empty() || req.method() == actix_web::http::Method::OPTIONS {
+        return Err(ApiError::new(actix_web::http::StatusCode::NOT_FOUND, "not_found", "no such endpoint"));
+    }
+    let allow = allowed.join(", ");
+    Err(ApiError::new(
+        actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{} is not allowed here; use {allow}", req.method()),
+    ))
 }
 
 pub fn path_config() -> web::PathConfig {
