@@ -158,6 +158,9 @@ pub async fn ws(args: WsArgs) -> anyhow::Result<Value> {
     let stop = Arc::new(AtomicBool::new(false));
     let held = Arc::new(AtomicUsize::new(0));
     let latencies = Arc::new(Mutex::new(Vec::<u64>::new()));
+    // Agents keep reading after the senders stop, until every message arrived.
+    let stop_agents = Arc::new(AtomicBool::new(false));
+    let delivered = Arc::new(AtomicUsize::new(0));
 
     // Agents subscribe to the active conversations, shared round-robin.
     let mut agent_tasks = vec![];
@@ -168,7 +171,7 @@ pub async fn ws(args: WsArgs) -> anyhow::Result<Value> {
                 ws.send(Message::Text(json!({ "type": "subscribe", "conversation_id": id }).to_string().into())).await?;
             }
         }
-        let (stop, latencies) = (stop.clone(), latencies.clone());
+        let (stop, latencies, delivered) = (stop_agents.clone(), latencies.clone(), delivered.clone());
         agent_tasks.push(tokio::spawn(async move {
             let mut mine = vec![];
             while !stop.load(Ordering::Relaxed) {
@@ -179,6 +182,7 @@ pub async fn ws(args: WsArgs) -> anyhow::Result<Value> {
                     if let Some(sent) = frame["message"]["text"].as_str().and_then(|t| t.strip_prefix("bench ")) {
                         if let Ok(sent) = sent.parse::<u64>() {
                             mine.push((start.elapsed().as_micros() as u64).saturating_sub(sent));
+                            delivered.fetch_add(1, Ordering::Relaxed);
                         }
                     }
                 }
@@ -190,8 +194,9 @@ pub async fn ws(args: WsArgs) -> anyhow::Result<Value> {
     eprintln!("bench: connecting {} customers", convs.len());
     let per_conn = Duration::from_secs_f64(args.active as f64 / args.rate as f64);
     let sent = Arc::new(AtomicUsize::new(0));
-    let go = Arc::new(tokio::sync::Notify::new());
-    let done = Arc::new(tokio::sync::Notify::new());
+    // Watches, not Notify: a task that starts waiting late still sees the signal.
+    let (go_tx, go) = tokio::sync::watch::channel(false);
+    let (done_tx, done) = tokio::sync::watch::channel(false);
     let synced = Arc::new(AtomicUsize::new(0));
     let mut customer_tasks = vec![];
     let connected: Vec<anyhow::Result<Ws>> = futures_util::stream::iter(convs.iter())
@@ -204,7 +209,7 @@ pub async fn ws(args: WsArgs) -> anyhow::Result<Value> {
         let conv = convs[i].0;
         ws.send(Message::Text(json!({ "type": "hello" }).to_string().into())).await?;
         held.fetch_add(1, Ordering::Relaxed);
-        let (stop, held, sent, go, done) = (stop.clone(), held.clone(), sent.clone(), go.clone(), done.clone());
+        let (stop, held, sent, mut go, mut done) = (stop.clone(), held.clone(), sent.clone(), go.clone(), done.clone());
         let synced = synced.clone();
         let active = i < args.active;
         customer_tasks.push(tokio::spawn(async move {
@@ -222,7 +227,7 @@ pub async fn ws(args: WsArgs) -> anyhow::Result<Value> {
                 while let Some(Ok(_)) = rx.next().await {}
             });
             if active {
-                go.notified().await;
+                let _ = go.wait_for(|started| *started).await;
                 // Spread the senders over the interval so the rate is steady.
                 tokio::time::sleep(per_conn.mul_f64((i as f64 * 0.618) % 1.0)).await;
                 let mut tick = tokio::time::interval(per_conn);
@@ -240,7 +245,7 @@ pub async fn ws(args: WsArgs) -> anyhow::Result<Value> {
                 }
             } else {
                 // Idle customers sleep until the end (no polling: 10,000 of them would cost CPU).
-                let _ = done.notified().await;
+                let _ = done.wait_for(|finished| *finished).await;
             }
             if reader.is_finished() {
                 held.fetch_sub(1, Ordering::Relaxed);
@@ -262,23 +267,24 @@ pub async fn ws(args: WsArgs) -> anyhow::Result<Value> {
         args.seconds
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
-    // notify_waiters wakes only tasks already waiting: give late ones a second call.
     let load_start = Instant::now();
-    go.notify_waiters();
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    go.notify_waiters();
+    let _ = go_tx.send(true);
     tokio::time::sleep(Duration::from_secs(args.seconds)).await;
     let sending = load_start.elapsed().as_secs_f64();
     let rss_load = pid.and_then(|p| rss_mb(p, "VmRSS:"));
     let held_now = held.load(Ordering::Relaxed);
     stop.store(true, Ordering::Relaxed);
-    done.notify_waiters();
-    let sent_total = sent.load(Ordering::Relaxed);
-    // Let the last messages arrive.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    let _ = done_tx.send(true);
     for t in customer_tasks {
         let _ = t.await;
     }
+    let sent_total = sent.load(Ordering::Relaxed);
+    // Let the last messages arrive (at most 5 s more).
+    let drain = Instant::now();
+    while delivered.load(Ordering::Relaxed) < sent_total && drain.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop_agents.store(true, Ordering::Relaxed);
     for t in agent_tasks {
         let _ = t.await;
     }
