@@ -94,15 +94,7 @@ async fn readyz_reports_redis_outage_and_recovery() {
     assert_eq!(r.status(), 503);
     assert_eq!(r.json::<serde_json::Value>().await.unwrap()["bus"], "unavailable");
     // Still serving: a customer can start a conversation and write.
-    let created: serde_json::Value = reqwest::Client::new()
-        .post(format!("{url}/v1/widget/acme/conversations"))
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let created = aicc_tests::post_json_to(&format!("{url}/v1/widget/acme/conversations"), json!({})).await;
     let resp = reqwest::Client::new()
         .post(format!("{url}/v1/conversations/{}/messages", created["conversation_id"].as_str().unwrap()))
         .bearer_auth(created["token"].as_str().unwrap())

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use aicc_tests::{fresh_pg_database, redis_url, scratch_dir, WsClient};
+use aicc_tests::{fresh_pg_database, post_json_to, redis_url, scratch_dir, WsClient};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
@@ -59,26 +59,14 @@ async fn customer_and_agent_on_different_replicas() {
     let b = start(replica(&dir_b)).await;
     let client = reqwest::Client::new();
 
-    let created: Value = client
-        .post(format!("{}/v1/widget/demo/conversations", a.url))
-        .json(&json!({ "locale": "ko" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let created = post_json_to(&format!("{}/v1/widget/demo/conversations", a.url), json!({ "locale": "ko" })).await;
     let conv: Uuid = created["conversation_id"].as_str().unwrap().parse().unwrap();
     let customer_token = created["token"].as_str().unwrap().to_string();
-    let login: Value = client
-        .post(format!("{}/v1/auth/login", b.url))
-        .json(&json!({ "tenant": "demo", "email": "admin@demo.local", "password": password }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let login = post_json_to(
+        &format!("{}/v1/auth/login", b.url),
+        json!({ "tenant": "demo", "email": "admin@demo.local", "password": password }),
+    )
+    .await;
     let agent_token = login["access_token"].as_str().unwrap().to_string();
 
     // Agents always in office, and the agent online before the handoff: no waiting notice.

@@ -316,3 +316,8 @@ impl WsClient {
         self.ws.split()
     }
 }
+
+/// POSTs JSON to a full URL (a server the test started as a process) and returns the JSON answer.
+pub async fn post_json_to(url: &str, body: Value) -> Value {
+    reqwest::Client::new().post(url).json(&body).send().await.expect("request").json().await.expect("a JSON answer")
+}

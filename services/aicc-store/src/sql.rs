@@ -112,6 +112,21 @@ macro_rules! sql_store {
                 })
             }
 
+            /// Deletes one row of a tenant-scoped table; `NotFound(what)` when there is none.
+            async fn delete_scoped(&self, table: &'static str, what: &'static str, tenant_id: Uuid, id: Uuid) -> StoreResult<()> {
+                let n = sqlx::query(&format!("DELETE FROM {table} WHERE tenant_id = $1 AND id = $2"))
+                    .bind(tenant_id)
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(db_err)?
+                    .rows_affected();
+                if n == 0 {
+                    return Err(StoreError::NotFound(what));
+                }
+                Ok(())
+            }
+
             async fn insert_event<'c, E>(exec: E, ev: &NewEvent, now: DateTime<Utc>) -> StoreResult<()>
             where
                 E: sqlx::Executor<'c, Database = $db>,
@@ -281,17 +296,7 @@ macro_rules! sql_store {
             }
 
             async fn delete_user(&self, tenant_id: Uuid, id: Uuid) -> StoreResult<()> {
-                let n = sqlx::query("DELETE FROM users WHERE tenant_id = $1 AND id = $2")
-                    .bind(tenant_id)
-                    .bind(id)
-                    .execute(&self.pool)
-                    .await
-                    .map_err(db_err)?
-                    .rows_affected();
-                if n == 0 {
-                    return Err(StoreError::NotFound("user"));
-                }
-                Ok(())
+                self.delete_scoped("users", "user", tenant_id, id).await
             }
 
             async fn create_conversation(&self, c: NewConversation) -> StoreResult<Conversation> {
@@ -502,17 +507,7 @@ macro_rules! sql_store {
             }
 
             async fn delete_canned(&self, tenant_id: Uuid, id: Uuid) -> StoreResult<()> {
-                let n = sqlx::query("DELETE FROM canned_responses WHERE tenant_id = $1 AND id = $2")
-                    .bind(tenant_id)
-                    .bind(id)
-                    .execute(&self.pool)
-                    .await
-                    .map_err(db_err)?
-                    .rows_affected();
-                if n == 0 {
-                    return Err(StoreError::NotFound("canned response"));
-                }
-                Ok(())
+                self.delete_scoped("canned_responses", "canned response", tenant_id, id).await
             }
 
             async fn set_csat(&self, tenant_id: Uuid, conversation_id: Uuid, score: i16) -> StoreResult<()> {
