@@ -309,3 +309,54 @@ pub async fn ws(args: WsArgs) -> anyhow::Result<Value> {
         "bus": if std::env::var("REDIS_URL").is_ok() { "redis" } else { "in-process" },
     }))
 }
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct EmbedArgs {
+    /// Single queries to time.
+    #[arg(long, default_value_t = 200)]
+    pub queries: usize,
+    /// Passages embedded back to back for the throughput figure.
+    #[arg(long, default_value_t = 300)]
+    pub batch: usize,
+}
+
+/// `aicc bench embed`: single-query latency and passage throughput of the
+/// default embedder (multilingual-e5-small), on the demo FAQ's texts.
+pub fn embed(args: EmbedArgs, model_dir: &std::path::Path) -> anyhow::Result<Value> {
+    let path = model_dir.join("multilingual-e5-small/e5-small-q4.bin");
+    let model = aicc_models::E5Model::load(&path).with_context(|| "run `aicc models pull multilingual-e5-small` first")?;
+    let queries = [
+        "카드가 아직 안 왔어요",
+        "How do I reset my PIN?",
+        "해외에서 카드 결제가 안 돼요",
+        "Why was I charged a fee for the transfer?",
+        "계좌 이체 한도를 늘리고 싶어요",
+    ];
+    for q in queries {
+        model.embed(q, aicc_models::EmbedKind::Query)?; // warm-up
+    }
+    let mut times = Vec::with_capacity(args.queries);
+    for i in 0..args.queries {
+        let t = Instant::now();
+        model.embed(queries[i % queries.len()], aicc_models::EmbedKind::Query)?;
+        times.push(t.elapsed().as_micros() as u64);
+    }
+    times.sort_unstable();
+    let passage = "Cards are sent by registered mail and standard delivery takes 5–7 business days; you can follow yours in the app.";
+    let t = Instant::now();
+    for _ in 0..args.batch {
+        model.embed(passage, aicc_models::EmbedKind::Passage)?;
+    }
+    let per_s = args.batch as f64 / t.elapsed().as_secs_f64();
+    Ok(json!({
+        "model": "multilingual-e5-small",
+        "threads": candle_core_threads(),
+        "p50_ms": percentile(&times, 0.50),
+        "p99_ms": percentile(&times, 0.99),
+        "batch_sentences_per_s": (per_s * 10.0).round() / 10.0,
+    }))
+}
+
+fn candle_core_threads() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}

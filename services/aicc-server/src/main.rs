@@ -54,6 +54,8 @@ enum ModelsCommand {
 enum BenchCommand {
     /// WebSocket connections held, messages/s and delivery latency (docs/benchmarks.md).
     Ws(bench::WsArgs),
+    /// Embedder latency and throughput (docs/benchmarks.md).
+    Embed(bench::EmbedArgs),
 }
 
 #[derive(Subcommand)]
@@ -104,6 +106,11 @@ async fn main() -> anyhow::Result<()> {
         Command::Models { command } => {
             init_tracing("warn");
             models(command, &settings)
+        }
+        Command::Bench { command: BenchCommand::Embed(args) } => {
+            init_tracing("warn");
+            println!("{}", bench::embed(args, &settings.model_dir)?);
+            Ok(())
         }
         Command::Bench { command: BenchCommand::Ws(args) } => {
             init_tracing("warn");
