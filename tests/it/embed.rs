@@ -78,3 +78,35 @@ fn the_loader_refuses_broken_files() {
     assert!(err.to_string().contains("wrong magic"), "{err}");
     assert!(E5Model::from_bytes(b"E5S1", "tiny.bin").is_err());
 }
+
+/// The embedder runs on its own thread; a full queue is `Overloaded` at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_thread_serves_and_refuses_when_full() {
+    use aicc_core::{Embedder, ModelError};
+    let model = E5Model::load(&model_path()).unwrap();
+    let direct = model.embed("카드가 아직 안 왔어요", EmbedKind::Query).unwrap();
+    let worker = std::sync::Arc::new(aicc_models::EmbedWorker::spawn("multilingual-e5-small", model, 1).unwrap());
+    assert_eq!((worker.name(), worker.dim()), ("multilingual-e5-small", 384));
+    let got = worker.embed(vec!["카드가 아직 안 왔어요".into(), "Hello".into()], EmbedKind::Query).await.unwrap();
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0], direct, "the same numbers as a direct call");
+
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let worker = worker.clone();
+            tokio::spawn(async move { worker.embed(vec![format!("question {i}")], EmbedKind::Query).await })
+        })
+        .collect();
+    let (mut ok, mut overloaded) = (0, 0);
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(v) => {
+                assert_eq!(v[0].len(), 384);
+                ok += 1;
+            }
+            Err(ModelError::Overloaded) => overloaded += 1,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(ok >= 1 && overloaded >= 1, "ok {ok}, overloaded {overloaded}");
+}

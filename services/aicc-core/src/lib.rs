@@ -3,10 +3,12 @@
 
 pub mod bus;
 pub mod domain;
+pub mod embed;
 pub mod redact;
 pub mod settings;
 pub mod store;
 
 pub use domain::*;
 pub use bus::{Bus, BusError, BusEvent, BusStream, Topic};
+pub use embed::{EmbedKind, Embedder, ModelError};
 pub use store::{Store, StoreError, StoreResult};

@@ -24,19 +24,12 @@ pub enum E5Error {
     Candle(#[from] candle_core::Error),
 }
 
-/// What an embedding is for: E5 was trained with these prefixes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EmbedKind {
-    Query,
-    Passage,
-}
+pub use aicc_core::EmbedKind;
 
-impl EmbedKind {
-    pub fn prefix(self) -> &'static str {
-        match self {
-            EmbedKind::Query => "query: ",
-            EmbedKind::Passage => "passage: ",
-        }
+fn prefix(kind: EmbedKind) -> &'static str {
+    match kind {
+        EmbedKind::Query => "query: ",
+        EmbedKind::Passage => "passage: ",
     }
 }
 
@@ -388,7 +381,7 @@ impl E5Model {
     /// The L2-normalised embedding of `text` with its E5 prefix. Texts longer
     /// than one window are embedded in windows and averaged by token count.
     pub fn embed(&self, text: &str, kind: EmbedKind) -> Result<Vec<f32>, E5Error> {
-        let full = format!("{}{}", kind.prefix(), text);
+        let full = format!("{}{}", prefix(kind), text);
         let content = self.tokenizer.encode(full.as_bytes());
         let window = self.max_positions - 2;
         let mut sum = Tensor::zeros(self.hidden, DType::F32, &self.device)?;

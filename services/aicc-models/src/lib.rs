@@ -6,6 +6,8 @@
 
 pub mod e5;
 pub mod files;
+pub mod worker;
 
 pub use e5::{E5Error, E5Model, EmbedKind};
+pub use worker::EmbedWorker;
 pub use files::{FileState, Fetcher, Manifest, ModelSpec, PullError};
