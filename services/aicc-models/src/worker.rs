@@ -28,10 +28,8 @@ impl EmbedWorker {
             .spawn(move || {
                 // Ends when every sender is gone (the worker was dropped).
                 for (texts, kind, reply) in rx {
-                    let out = texts
-                        .iter()
-                        .map(|t| model.embed(t, kind).map_err(|e| ModelError::Failed(e.to_string())))
-                        .collect();
+                    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+                    let out = model.embed_batch(&refs, kind).map_err(|e| ModelError::Failed(e.to_string()));
                     let _ = reply.send(out);
                 }
             })
