@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType, QMatMul};
-use candle_core::{DType, Device, Module, Tensor, D};
+use candle_core::{Device, Module, Tensor};
 
 #[derive(Debug, thiserror::Error)]
 pub enum E5Error {
@@ -351,33 +351,6 @@ impl E5Model {
         candle_nn::ops::layer_norm(x, &n.w, &n.b, self.eps)
     }
 
-    /// Mean over the tokens of one window `<s> ids </s>` (not normalised).
-    fn window_mean(&self, content: &[u32]) -> candle_core::Result<Tensor> {
-        let ids: Vec<u32> = std::iter::once(BOS).chain(content.iter().copied()).chain(std::iter::once(EOS)).collect();
-        let len = ids.len();
-        let mut words = Vec::with_capacity(len * self.hidden);
-        for &id in &ids {
-            self.word_row(id, &mut words);
-        }
-        let words = Tensor::from_vec(words, (len, self.hidden), &self.device)?;
-        let x = words.add(&self.pos.narrow(0, 0, len)?)?.broadcast_add(&self.typ)?;
-        let mut x = self.layer_norm(&x, &self.emb_ln)?;
-        let head_dim = self.hidden / self.heads;
-        let scale = 1.0 / (head_dim as f64).sqrt();
-        let split = |t: Tensor| t.reshape((len, self.heads, head_dim))?.transpose(0, 1)?.contiguous();
-        for layer in &self.layers {
-            let q = split(layer.q.forward(&x)?)?;
-            let k = split(layer.k.forward(&x)?)?;
-            let v = split(layer.v.forward(&x)?)?;
-            let att = candle_nn::ops::softmax_last_dim(&(q.matmul(&k.t()?)? * scale)?)?;
-            let ctx = att.matmul(&v)?.transpose(0, 1)?.reshape((len, self.hidden))?;
-            x = self.layer_norm(&x.add(&layer.ao.forward(&ctx)?)?, &layer.aln)?;
-            let m = layer.fi.forward(&x)?.gelu_erf()?;
-            x = self.layer_norm(&x.add(&layer.fo.forward(&m)?)?, &layer.oln)?;
-        }
-        x.mean(0)
-    }
-
     /// Embeddings of several texts in one forward pass per group of windows
     /// (padded to the longest, with a mask): fewer, larger matrix products.
     /// The same numbers as `embed` on each text, up to float rounding.
@@ -466,19 +439,6 @@ impl E5Model {
     /// The L2-normalised embedding of `text` with its E5 prefix. Texts longer
     /// than one window are embedded in windows and averaged by token count.
     pub fn embed(&self, text: &str, kind: EmbedKind) -> Result<Vec<f32>, E5Error> {
-        let full = format!("{}{}", prefix(kind), text);
-        let content = self.tokenizer.encode(full.as_bytes());
-        let window = self.max_positions - 2;
-        let mut sum = Tensor::zeros(self.hidden, DType::F32, &self.device)?;
-        let mut count = 0f64;
-        let chunks: Vec<&[u32]> = if content.is_empty() { vec![&[][..]] } else { content.chunks(window).collect() };
-        for chunk in chunks {
-            let n = chunk.len().max(1) as f64;
-            sum = sum.add(&(self.window_mean(chunk)? * n)?)?;
-            count += n;
-        }
-        let mean = (sum / count)?;
-        let norm = mean.sqr()?.sum(D::Minus1)?.to_scalar::<f32>()?.max(1e-12).sqrt();
-        Ok((mean / norm as f64)?.to_vec1::<f32>()?)
+        Ok(self.embed_batch(&[text], kind)?.pop().unwrap_or_default())
     }
 }
