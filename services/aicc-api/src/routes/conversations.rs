@@ -344,7 +344,7 @@ pub async fn feedback(
         return Err(ApiError::validation("invalid_field", "comment is longer than 2000 characters"));
     }
     state.store.message(conv.id, message_id).await?.ok_or_else(|| ApiError::not_found("message"))?;
-    let tenant = state.store.tenant(conv.tenant_id).await?.ok_or_else(|| ApiError::not_found("tenant"))?;
+    let tenant = state.tenant(conv.tenant_id).await?;
     let comment = comment.map(|c| redact::redact(&c, &tenant.settings.pii).text);
     state
         .store
