@@ -6,6 +6,7 @@
 
 pub mod e5;
 pub mod files;
+pub mod kernels;
 pub mod worker;
 
 pub use e5::{E5Error, E5Model, EmbedKind};

@@ -352,13 +352,9 @@ pub fn embed(args: EmbedArgs, model_dir: &std::path::Path) -> anyhow::Result<Val
     let per_s = args.batch as f64 / t.elapsed().as_secs_f64();
     Ok(json!({
         "model": "multilingual-e5-small",
-        "threads": candle_core_threads(),
+        "threads": aicc_models::kernels::threads(),
         "p50_ms": percentile(&times, 0.50),
         "p99_ms": percentile(&times, 0.99),
         "batch_sentences_per_s": (per_s * 10.0).round() / 10.0,
     }))
-}
-
-fn candle_core_threads() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }

@@ -1,0 +1,607 @@
+//! CPU kernels for the encoders: an int8 matrix product on AVX-512 VNNI
+//! (`vpdpbusd`, 64 multiply-adds per instruction, exact i32 accumulation)
+//! with a portable fallback that computes the same integers, and the small
+//! f32 operations around it.
+//!
+//! Why int8: on this project's reference machine `vpdpbusd` retires ~5.4 G
+//! instructions/s per core (~350 G multiply-adds/s) against ~1.2 G for
+//! bf16's `vdpbf16ps` and ~3.4 G for f32 FMA (docs/benchmarks.md).
+//! Weights are re-quantized once at load from the file's Q4_0 blocks to int8
+//! with one scale per output row (finer than Q4_0's own steps, so nothing of
+//! the file's precision is lost); activations are quantized per token at each
+//! product. With one scale per row and per token the whole dot product stays
+//! in i32 and only the epilogue touches floats.
+//!
+//! Rows of a batch are tokens; no padding is ever computed: windows of
+//! different lengths are packed one after another and only attention looks
+//! at window boundaries.
+
+use rayon::prelude::*;
+
+/// Output rows per packed panel: one 512-bit register of i32.
+const PANEL: usize = 16;
+/// Panels computed together (32 outputs) and tokens per micro-tile (`tile`).
+const GROUP: usize = 2;
+const TOKENS: usize = 8;
+/// Tokens per parallel task when a batch is large (keeps a task's activations in L2).
+const TASK_TOKENS: usize = 96; // a multiple of TOKENS
+/// Below this many multiply-adds a product runs on the calling thread: the
+/// two vCPUs here share one core's vector units, so waking the pool costs
+/// more than it brings for a short query.
+const PARALLEL_MACS: usize = 1 << 24;
+
+/// What happens to each output after the bias is added.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Epilogue {
+    Bias,
+    BiasGelu,
+}
+
+/// Whether the fast path runs here (`AICC_KERNELS=portable` turns it off, for tests).
+pub fn fast_path() -> bool {
+    static FAST: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *FAST.get_or_init(|| {
+        let forced_off = std::env::var("AICC_KERNELS").is_ok_and(|v| v == "portable");
+        #[cfg(target_arch = "x86_64")]
+        {
+            !forced_off && std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512vnni")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = forced_off;
+            false
+        }
+    })
+}
+
+/// Threads the kernels use for large batches (rayon's pool; `RAYON_NUM_THREADS` sets it).
+pub fn threads() -> usize {
+    rayon::current_num_threads()
+}
+
+/// Symmetric int8 quantization of one row: (values, scale) with `v ≈ q · scale`.
+/// (`f32::round` is a library call on baseline x86-64; adding ±0.5 and
+/// truncating is one instruction and rounds the same way, half away from zero.)
+fn quantize_row(row: &[f32], out: &mut [i8]) -> f32 {
+    let max = row.iter().fold(0f32, |m, v| if v.abs() > m { v.abs() } else { m });
+    let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
+    let inv = 1.0 / scale;
+    for (q, v) in out.iter_mut().zip(row) {
+        let r = v * inv;
+        *q = ((r + if r < 0.0 { -0.5 } else { 0.5 }) as i32).clamp(-127, 127) as i8;
+    }
+    scale
+}
+
+/// One token's activations as unsigned bytes `q + 128` (`q` symmetric int8,
+/// rounded to nearest even); returns the scale.
+fn quantize_activations(row: &[f32], out: &mut [u8]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if fast_path() && row.len() % 16 == 0 {
+        // SAFETY: AVX-512 is present (fast_path) and both slices hold row.len() values.
+        return unsafe { quantize_activations_avx512(row, out) };
+    }
+    let max = row.iter().fold(0f32, |m, v| if v.abs() > m { v.abs() } else { m });
+    let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
+    let inv = 1.0 / scale;
+    for (q, v) in out.iter_mut().zip(row) {
+        *q = ((v * inv).round_ties_even().clamp(-127.0, 127.0) as i32 + 128) as u8;
+    }
+    scale
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn quantize_activations_avx512(row: &[f32], out: &mut [u8]) -> f32 {
+    use std::arch::x86_64::*;
+    let mut max = _mm512_setzero_ps();
+    for c in row.chunks_exact(16) {
+        max = _mm512_max_ps(max, _mm512_abs_ps(_mm512_loadu_ps(c.as_ptr())));
+    }
+    let max = _mm512_reduce_max_ps(max);
+    let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
+    let inv = _mm512_set1_ps(1.0 / scale);
+    let (lo, hi, bias) = (_mm512_set1_epi32(-127), _mm512_set1_epi32(127), _mm512_set1_epi32(128));
+    for (c, o) in row.chunks_exact(16).zip(out.chunks_exact_mut(16)) {
+        let q = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(c.as_ptr()), inv));
+        let q = _mm512_add_epi32(_mm512_min_epi32(_mm512_max_epi32(q, lo), hi), bias);
+        _mm_storeu_si128(o.as_mut_ptr() as *mut _, _mm512_cvtepi32_epi8(q));
+    }
+    scale
+}
+
+/// A linear layer `y = x·Wᵀ + b`. W is int8, packed in panels of 16 output
+/// rows: `w[(panel·k/4 + j)·16 + i]` holds `W[panel·16+i][4j..4j+4]` as 4 bytes.
+pub struct PackedLinear {
+    pub n: usize,
+    pub k: usize,
+    w: Vec<u32>,
+    /// Per output row: the weight scale, and 128·Σq (activations are fed as
+    /// unsigned `q + 128`, so this is what the product gained).
+    scale: Vec<f32>,
+    offset: Vec<i32>,
+    bias: Vec<f32>,
+    precise: bool,
+}
+
+impl PackedLinear {
+    /// `weights`: `n` rows of `k` values (out × in, row-major).
+    pub fn new(weights: &[f32], bias: Vec<f32>, n: usize, k: usize) -> Result<Self, String> {
+        if n % (PANEL * GROUP) != 0 || k % 4 != 0 || weights.len() != n * k || bias.len() != n {
+            return Err(format!("unsupported linear shape {n}×{k} (outputs must be a multiple of 32, inputs of 4)"));
+        }
+        let kq = k / 4;
+        let mut w = vec![0u32; n * kq];
+        let (mut scale, mut offset) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        let mut q = vec![0i8; k];
+        for row in 0..n {
+            scale.push(quantize_row(&weights[row * k..][..k], &mut q));
+            offset.push(128 * q.iter().map(|&v| v as i32).sum::<i32>());
+            let (p, i) = (row / PANEL, row % PANEL);
+            for j in 0..kq {
+                w[(p * kq + j) * PANEL + i] = u32::from_le_bytes([q[4 * j] as u8, q[4 * j + 1] as u8, q[4 * j + 2] as u8, q[4 * j + 3] as u8]);
+            }
+        }
+        Ok(Self { n, k, w, scale, offset, bias, precise: false })
+    }
+
+    /// Quantize this layer's activations in two int8 digits: the token's
+    /// value, then what rounding left over, at twice the compute. For the
+    /// few products whose inputs have outliers (see e5.rs).
+    pub fn precise(mut self) -> Self {
+        self.precise = true;
+        self
+    }
+
+    /// `out[m×n] = x[m×k]·Wᵀ + b`, then the epilogue.
+    pub fn forward(&self, x: &[f32], m: usize, out: &mut [f32], epilogue: Epilogue) {
+        self.forward_with(x, m, out, epilogue, fast_path())
+    }
+
+    fn forward_with(&self, x: &[f32], m: usize, out: &mut [f32], epilogue: Epilogue, fast: bool) {
+        assert_eq!(x.len(), m * self.k);
+        assert_eq!(out.len(), m * self.n);
+        let kq = self.k / 4;
+        // Activations: per token, int8 shifted to unsigned (`q + 128`), four
+        // to a u32; whole tiles of rows (the padding rows are computed and dropped).
+        let rows = m.div_ceil(TOKENS) * TOKENS;
+        let gelu = epilogue == Epilogue::BiasGelu;
+        with_scratch(&ACTIVATIONS, rows * kq, |xq| {
+            with_scratch(&SCALES, rows, |xs| {
+                self.quantize(x, m, xq, xs);
+                if !self.precise {
+                    return self.pass(xq, xs, m, out, false, gelu, fast);
+                }
+                self.pass(xq, xs, m, out, false, false, fast);
+                with_scratch(&RESIDUALS, m * self.k, |r| {
+                    for t in 0..m {
+                        // SAFETY: the row of `xq` is k bytes long.
+                        let q = unsafe { std::slice::from_raw_parts(xq.as_ptr().add(t * kq) as *const u8, self.k) };
+                        let row = t * self.k..(t + 1) * self.k;
+                        for ((r, x), q) in r[row.clone()].iter_mut().zip(&x[row]).zip(q) {
+                            *r = x - (*q as i32 - 128) as f32 * xs[t];
+                        }
+                    }
+                    self.quantize(r, m, xq, xs);
+                });
+                self.pass(xq, xs, m, out, true, gelu, fast);
+            })
+        });
+    }
+
+    fn quantize(&self, x: &[f32], m: usize, xq: &mut [u32], xs: &mut [f32]) {
+        let kq = self.k / 4;
+        for t in 0..m {
+            // SAFETY: the row of `xq` is k bytes long.
+            let dst = unsafe { std::slice::from_raw_parts_mut(xq.as_mut_ptr().add(t * kq) as *mut u8, self.k) };
+            xs[t] = quantize_activations(&x[t * self.k..][..self.k], dst);
+        }
+    }
+
+    /// One product of quantized activations: stores `x·Wᵀ + b`, or with `add`
+    /// adds `x·Wᵀ` to what `out` holds; then GELU if asked.
+    #[allow(clippy::too_many_arguments)]
+    fn pass(&self, xq: &[u32], xs: &[f32], m: usize, out: &mut [f32], add: bool, gelu: bool, fast: bool) {
+        let groups = self.n / (PANEL * GROUP);
+        let chunks = m.div_ceil(TASK_TOKENS);
+        let out_ptr = SendPtr(out.as_mut_ptr());
+        let task = |task: usize| {
+            let (chunk, group) = (task / groups, task % groups);
+            let (t0, t1) = (chunk * TASK_TOKENS, ((chunk + 1) * TASK_TOKENS).min(m));
+            let out = out_ptr;
+            // SAFETY: each task writes its own (token range × 32 columns) block
+            // of `out`; the fast path is taken only where the CPU has AVX-512 VNNI.
+            unsafe {
+                #[cfg(target_arch = "x86_64")]
+                if fast {
+                    self.group_avx512(xq, xs, group, t0, t1, m, out.0, add);
+                } else {
+                    self.group_portable(xq, xs, group, t0, t1, out.0, add);
+                }
+                #[cfg(not(target_arch = "x86_64"))]
+                self.group_portable(xq, xs, group, t0, t1, out.0, add);
+            }
+            if gelu {
+                let c0 = group * PANEL * GROUP;
+                for t in t0..t1 {
+                    // SAFETY: the block this task just wrote.
+                    gelu_slice(unsafe { std::slice::from_raw_parts_mut(out.0.add(t * self.n + c0), PANEL * GROUP) });
+                }
+            }
+        };
+        if m * self.n * self.k < PARALLEL_MACS {
+            (0..groups * chunks).for_each(task);
+        } else {
+            (0..groups * chunks).into_par_iter().for_each(task);
+        }
+    }
+
+    /// Tokens `t0..t1` × the 32 outputs of `group`. `xq` has whole tiles of
+    /// rows, `out` only `m` rows.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512vnni")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn group_avx512(&self, xq: &[u32], xs: &[f32], group: usize, t0: usize, t1: usize, m: usize, out: *mut f32, add: bool) {
+        let kq = self.k / 4;
+        let c0 = group * PANEL * GROUP;
+        let w = self.w.as_ptr().add(group * GROUP * kq * PANEL);
+        let mut acc = [0i32; TOKENS * PANEL * GROUP];
+        for t in (t0..t1).step_by(TOKENS) {
+            tile(xq.as_ptr().add(t * kq), kq, w, acc.as_mut_ptr());
+            for (r, row) in acc.chunks_exact(PANEL * GROUP).enumerate().take(m.saturating_sub(t)) {
+                let dst = std::slice::from_raw_parts_mut(out.add((t + r) * self.n + c0), PANEL * GROUP);
+                self.finish(row, xs[t + r], c0, dst, add);
+            }
+        }
+    }
+
+    /// The same integers in plain Rust, for CPUs without AVX-512 VNNI.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn group_portable(&self, xq: &[u32], xs: &[f32], group: usize, t0: usize, t1: usize, out: *mut f32, add: bool) {
+        let kq = self.k / 4;
+        let c0 = group * PANEL * GROUP;
+        let mut acc = [0i32; PANEL * GROUP];
+        for t in t0..t1 {
+            let x = &xq[t * kq..][..kq];
+            for (c, a) in acc.iter_mut().enumerate() {
+                let (p, i) = ((c0 + c) / PANEL, (c0 + c) % PANEL);
+                *a = x.iter().enumerate().fold(0i32, |s, (j, xv)| {
+                    let wv = self.w[(p * kq + j) * PANEL + i].to_le_bytes();
+                    let xv = xv.to_le_bytes();
+                    s + (0..4).map(|b| xv[b] as i32 * wv[b] as i8 as i32).sum::<i32>()
+                });
+            }
+            let dst = std::slice::from_raw_parts_mut(out.add(t * self.n + c0), PANEL * GROUP);
+            self.finish(&acc, xs[t], c0, dst, add);
+        }
+    }
+
+    /// Integer sums of one token → floats, with the bias.
+    fn finish(&self, acc: &[i32], x_scale: f32, c0: usize, dst: &mut [f32], add: bool) {
+        for (c, (d, a)) in dst.iter_mut().zip(acc).enumerate() {
+            let col = c0 + c;
+            let v = (a - self.offset[col]) as f32 * (x_scale * self.scale[col]);
+            *d = if add { *d + v } else { v + self.bias[col] };
+        }
+    }
+}
+
+thread_local! {
+    static ACTIVATIONS: std::cell::RefCell<Vec<u32>> = const { std::cell::RefCell::new(Vec::new()) };
+    static SCALES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    static RESIDUALS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on a buffer of at least `len` values kept by this thread: a
+/// forward pass needs megabytes, and fresh pages cost ~5% of the time in page
+/// faults. The contents are whatever the last user left. (A re-entrant call,
+/// e.g. from a rayon job stolen while waiting, gets a fresh buffer.)
+pub fn with_scratch<T: Copy + Default + 'static, R>(
+    slot: &'static std::thread::LocalKey<std::cell::RefCell<Vec<T>>>,
+    len: usize,
+    f: impl FnOnce(&mut [T]) -> R,
+) -> R {
+    let mut f = Some(f);
+    let reused = slot.with(|cell| {
+        let mut buf = cell.try_borrow_mut().ok()?;
+        if buf.len() < len {
+            buf.resize(len, T::default());
+        }
+        Some((f.take().expect("called once"))(&mut buf[..len]))
+    });
+    match reused {
+        Some(r) => r,
+        None => (f.take().expect("called once"))(&mut vec![T::default(); len]),
+    }
+}
+
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+// SAFETY: used only to hand disjoint output blocks to rayon tasks.
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+
+/// 8 tokens × 32 outputs of i32 sums: for each group of 4 inputs, broadcast
+/// each token's 4 bytes and accumulate them against 2 panels of 16 weight
+/// quads. Eight tokens per weight load halve the weight traffic of a 4 × 4
+/// tile, which matters once a panel pair (k up to 1536) no longer fits L1.
+/// Named accumulators: written as arrays, the compiler spilled them.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vnni")]
+unsafe fn tile(x: *const u32, kq: usize, w: *const u32, out: *mut i32) {
+    use std::arch::x86_64::*;
+    let (w0, w1) = (w, w.add(kq * PANEL));
+    let z = _mm512_setzero_si512();
+    let (mut a0, mut a1, mut b0, mut b1, mut c0, mut c1, mut d0, mut d1) = (z, z, z, z, z, z, z, z);
+    let (mut e0, mut e1, mut f0, mut f1, mut g0, mut g1, mut h0, mut h1) = (z, z, z, z, z, z, z, z);
+    for j in 0..kq {
+        let o = j * PANEL;
+        let p0 = _mm512_loadu_si512(w0.add(o) as *const _);
+        let p1 = _mm512_loadu_si512(w1.add(o) as *const _);
+        macro_rules! token {
+            ($t:expr, $r0:ident, $r1:ident) => {
+                let v = _mm512_set1_epi32(*x.add($t * kq + j) as i32);
+                $r0 = _mm512_dpbusd_epi32($r0, v, p0);
+                $r1 = _mm512_dpbusd_epi32($r1, v, p1);
+            };
+        }
+        token!(0, a0, a1);
+        token!(1, b0, b1);
+        token!(2, c0, c1);
+        token!(3, d0, d1);
+        token!(4, e0, e1);
+        token!(5, f0, f1);
+        token!(6, g0, g1);
+        token!(7, h0, h1);
+    }
+    let rows = [[a0, a1], [b0, b1], [c0, c1], [d0, d1], [e0, e1], [f0, f1], [g0, g1], [h0, h1]];
+    for (t, row) in rows.iter().enumerate() {
+        for (c, v) in row.iter().enumerate() {
+            _mm512_storeu_si512(out.add((t * GROUP + c) * PANEL) as *mut _, *v);
+        }
+    }
+}
+
+/// erf as a rational function of x (the single-precision approximation of
+/// Eigen and XLA): no `exp`, no branch, so loops over it vectorise.
+#[inline(always)]
+fn erf(x: f32) -> f32 {
+    let x = x.clamp(-4.0, 4.0);
+    let x2 = x * x;
+    let mut p = x2 * -2.726_142_3e-10 + 2.770_681_4e-8;
+    p = x2 * p + -2.101_024e-6;
+    p = x2 * p + -5.692_506_4e-5;
+    p = x2 * p + -7.349_906_3e-4;
+    p = x2 * p + -2.954_6e-3;
+    p = x2 * p + -1.609_603_3e-2;
+    let mut q = x2 * -1.456_607_2e-5 + -2.133_740_6e-4;
+    q = x2 * q + -1.682_827e-3;
+    q = x2 * q + -7.373_329e-3;
+    q = x2 * q + -1.426_474e-2;
+    x * p / q
+}
+
+/// eˣ by range reduction to 2ⁿ·eᶠ and the Cephes polynomial (relative
+/// error ~1e-7); branch-free, unlike the library call, so it vectorises.
+#[inline(always)]
+fn exp(x: f32) -> f32 {
+    let x = x.clamp(-87.0, 88.0);
+    // Round to nearest with the 1.5·2²³ trick (no rounding instruction needed).
+    let n = (x * std::f32::consts::LOG2_E + 12_582_912.0) - 12_582_912.0;
+    let f = x - n * 0.693_359_4 - n * -2.121_944_4e-4;
+    let mut p = 1.987_569_1e-4 * f + 1.398_2e-3;
+    p = p * f + 8.333_452e-3;
+    p = p * f + 4.166_579_6e-2;
+    p = p * f + 1.666_666_5e-1;
+    p = p * f + 5.000_000_1e-1;
+    let e = p * f * f + f + 1.0;
+    e * f32::from_bits(((n as i32 + 127) << 23) as u32)
+}
+
+/// The exact (erf) GELU, as BERT uses it.
+#[inline(always)]
+pub fn gelu(x: f32) -> f32 {
+    0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
+}
+
+fn gelu_slice(v: &mut [f32]) {
+    #[inline(always)]
+    fn body(v: &mut [f32]) {
+        v.iter_mut().for_each(|x| *x = gelu(*x));
+    }
+    #[cfg(target_arch = "x86_64")]
+    if fast_path() {
+        #[target_feature(enable = "avx512f")]
+        unsafe fn wide(v: &mut [f32]) {
+            body(v)
+        }
+        // SAFETY: fast_path implies AVX-512F.
+        return unsafe { wide(v) };
+    }
+    body(v)
+}
+
+/// Layer norm of every `w.len()`-wide row of `x`, in place.
+pub fn layer_norm(x: &mut [f32], w: &[f32], b: &[f32], eps: f32) {
+    let h = w.len();
+    for row in x.chunks_exact_mut(h) {
+        let mean = row.iter().sum::<f32>() / h as f32;
+        let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / h as f32;
+        let inv = 1.0 / (var + eps).sqrt();
+        for ((v, w), b) in row.iter_mut().zip(w).zip(b) {
+            *v = (*v - mean) * inv * w + b;
+        }
+    }
+}
+
+/// `x += y`, then layer norm: the residual step of a post-LN transformer.
+pub fn add_layer_norm(x: &mut [f32], y: &[f32], w: &[f32], b: &[f32], eps: f32) {
+    x.iter_mut().zip(y).for_each(|(a, b)| *a += b);
+    layer_norm(x, w, b, eps);
+}
+
+/// Bidirectional self-attention over windows packed one after another.
+/// `qkv`: rows of `[q | k | v]` (3·hidden wide); `lens`: tokens per window;
+/// writes each token's context (hidden wide) into `ctx`.
+pub fn attention(qkv: &[f32], lens: &[usize], heads: usize, hidden: usize, ctx: &mut [f32]) {
+    let hd = hidden / heads;
+    let mut tasks = Vec::with_capacity(lens.len() * heads);
+    let mut start = 0;
+    for &len in lens {
+        tasks.extend((0..heads).map(|h| (start, len, h)));
+        start += len;
+    }
+    let work: usize = lens.iter().map(|l| l * l).sum::<usize>() * heads * hd;
+    let ctx_ptr = SendPtr(ctx.as_mut_ptr());
+    let run = |&(start, len, h): &(usize, usize, usize)| {
+        let ctx = ctx_ptr;
+        // SAFETY: (token, head) cells are disjoint across tasks; fast_path implies AVX-512F.
+        unsafe {
+            #[cfg(target_arch = "x86_64")]
+            if fast_path() {
+                return attend_avx512(qkv, start, len, h, hd, hidden, ctx.0);
+            }
+            attend(qkv, start, len, h, hd, hidden, ctx.0)
+        }
+    };
+    // Short inputs are not worth waking the pool.
+    if work < 1 << 20 {
+        tasks.iter().for_each(run);
+    } else {
+        tasks.par_iter().for_each(run);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn attend_avx512(qkv: &[f32], start: usize, len: usize, h: usize, hd: usize, hidden: usize, ctx: *mut f32) {
+    attend(qkv, start, len, h, hd, hidden, ctx)
+}
+
+/// One head of one window: softmax(q·kᵀ/√d)·v for each of its tokens.
+#[inline(always)]
+unsafe fn attend(qkv: &[f32], start: usize, len: usize, h: usize, hd: usize, hidden: usize, ctx: *mut f32) {
+    let scale = 1.0 / (hd as f32).sqrt();
+    let row = |t: usize, part: usize| &qkv[(start + t) * 3 * hidden + part * hidden + h * hd..][..hd];
+    let mut scores = vec![0f32; len];
+    for i in 0..len {
+        let q = row(i, 0);
+        let mut max = f32::NEG_INFINITY;
+        for (j, s) in scores.iter_mut().enumerate() {
+            *s = q.iter().zip(row(j, 1)).map(|(a, b)| a * b).sum::<f32>() * scale;
+            max = max.max(*s);
+        }
+        let mut sum = 0.0;
+        for s in scores.iter_mut() {
+            *s = exp(*s - max);
+            sum += *s;
+        }
+        let out = std::slice::from_raw_parts_mut(ctx.add((start + i) * hidden + h * hd), hd);
+        out.fill(0.0);
+        let inv = 1.0 / sum;
+        for (j, s) in scores.iter().enumerate() {
+            let p = s * inv;
+            out.iter_mut().zip(row(j, 2)).for_each(|(a, v)| *a += p * v);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lcg(seed: &mut u64) -> f32 {
+        *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((*seed >> 33) as f32 / (1u64 << 31) as f32) - 0.5
+    }
+
+    #[test]
+    fn packed_product_matches_plain_floats() {
+        let (n, k) = (128, 96);
+        // int8 on both sides: ~1% of the largest term per product.
+        let mut seed = 7;
+        let w: Vec<f32> = (0..n * k).map(|_| lcg(&mut seed)).collect();
+        let b: Vec<f32> = (0..n).map(|_| lcg(&mut seed)).collect();
+        let coarse = PackedLinear::new(&w, b.clone(), n, k).unwrap();
+        let precise = PackedLinear::new(&w, b.clone(), n, k).unwrap().precise();
+        for (lin, m) in [1, 5, 6, 7, 13, 200].into_iter().flat_map(|m| [(&coarse, m), (&precise, m)]) {
+            let x: Vec<f32> = (0..m * k).map(|_| lcg(&mut seed)).collect();
+            for ep in [Epilogue::Bias, Epilogue::BiasGelu] {
+                let mut out = vec![0f32; m * n];
+                lin.forward(&x, m, &mut out, ep);
+                for t in 0..m {
+                    for c in 0..n {
+                        let mut want: f32 = (0..k).map(|i| x[t * k + i] * w[c * k + i]).sum::<f32>() + b[c];
+                        if ep == Epilogue::BiasGelu {
+                            want = gelu(want);
+                        }
+                        let got = out[t * n + c];
+                        assert!((got - want).abs() < 0.05, "m {m} token {t} col {c}: {got} vs {want}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_portable_path_computes_the_same_numbers() {
+        let (n, k, m) = (64, 64, 11);
+        let mut seed = 3;
+        let w: Vec<f32> = (0..n * k).map(|_| lcg(&mut seed)).collect();
+        let x: Vec<f32> = (0..m * k).map(|_| lcg(&mut seed) * 4.0).collect();
+        let lin = PackedLinear::new(&w, vec![0.5; n], n, k).unwrap().precise();
+        let (mut fast, mut portable) = (vec![0f32; m * n], vec![0f32; m * n]);
+        lin.forward(&x, m, &mut fast, Epilogue::BiasGelu);
+        lin.forward_with(&x, m, &mut portable, Epilogue::BiasGelu, false);
+        assert_eq!(fast, portable);
+    }
+
+    #[test]
+    fn unsupported_shapes_are_refused() {
+        assert!(PackedLinear::new(&[0.0; 48 * 4], vec![0.0; 48], 48, 4).is_err());
+        assert!(PackedLinear::new(&[0.0; 32 * 4], vec![0.0; 32], 32, 4).is_ok());
+        assert!(PackedLinear::new(&[0.0; 64 * 6], vec![0.0; 64], 64, 6).is_err());
+    }
+
+    #[test]
+    fn erf_and_exp_are_accurate() {
+        // Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7) as the yardstick.
+        let reference = |x: f64| {
+            let t = 1.0 / (1.0 + 0.3275911 * x.abs());
+            let y = 1.0 - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * (-x * x).exp();
+            y.copysign(x)
+        };
+        for i in -600..=600 {
+            let x = i as f32 / 100.0;
+            assert!((erf(x) as f64 - reference(x as f64)).abs() < 1e-6, "erf({x}) = {} vs {}", erf(x), reference(x as f64));
+            let y = x * 14.0;
+            let e = (y as f64).exp();
+            assert!(((exp(y) as f64 - e) / e).abs() < 1e-6, "exp({y}) = {} vs {e}", exp(y));
+        }
+    }
+
+    #[test]
+    fn gelu_and_layer_norm() {
+        assert!((gelu(1.0) - 0.841_344_7).abs() < 1e-6);
+        assert!((gelu(-2.0) - -0.045_500_26).abs() < 1e-6);
+        let mut x = vec![1.0, 2.0, 3.0, 4.0];
+        layer_norm(&mut x, &[1.0; 4], &[0.0; 4], 1e-12);
+        let mean: f32 = x.iter().sum::<f32>() / 4.0;
+        assert!(mean.abs() < 1e-6 && (x[3] - 1.341_640_8).abs() < 1e-5, "{x:?}");
+    }
+
+    #[test]
+    fn attention_stays_inside_its_window() {
+        // Two windows; the second's keys are huge, so leaking across would show.
+        let (heads, hidden) = (1, 2);
+        let mut qkv = vec![];
+        for t in 0..4 {
+            let (k, v) = if t < 2 { (0.0, 1.0) } else { (50.0, 9.0) };
+            qkv.extend([1.0, 1.0, k, k, v, v]);
+        }
+        let mut ctx = vec![0f32; 4 * hidden];
+        attention(&qkv, &[2, 2], heads, hidden, &mut ctx);
+        assert_eq!(&ctx[..4], &[1.0; 4]);
+        assert_eq!(&ctx[4..], &[9.0; 4]);
+    }
+}
