@@ -298,6 +298,28 @@ pub struct NewFeedback {
     pub comment: Option<String>,
 }
 
+/// A trained intent classifier of one tenant, as the Store keeps it.
+#[derive(Debug, Clone)]
+pub struct IntentModelRecord {
+    pub tenant_id: Uuid,
+    pub version: i64,
+    /// The encoder the head was trained on (e.g. `multilingual-e5-small`).
+    pub encoder: String,
+    /// Labels, thresholds, metrics: the artifact's `intent.json`.
+    pub meta: serde_json::Value,
+    /// The head's safetensors bytes.
+    pub weights: Vec<u8>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewIntentModel {
+    pub tenant_id: Uuid,
+    pub encoder: String,
+    pub meta: serde_json::Value,
+    pub weights: Vec<u8>,
+}
+
 /// A reply agents insert with one click (`/v1/admin/canned`).
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct CannedResponse {

@@ -104,6 +104,12 @@ pub trait Store: Send + Sync + 'static {
     async fn update_canned(&self, id: Uuid, new: NewCanned) -> StoreResult<CannedResponse>;
     async fn delete_canned(&self, tenant_id: Uuid, id: Uuid) -> StoreResult<()>;
 
+    // Intent models
+    /// Stores a new version of the tenant's intent model (1, 2, …); it becomes the live one.
+    async fn put_intent_model(&self, new: NewIntentModel) -> StoreResult<IntentModelRecord>;
+    /// The newest version, if the tenant has any.
+    async fn latest_intent_model(&self, tenant_id: Uuid) -> StoreResult<Option<IntentModelRecord>>;
+
     // Audit
     async fn record_event(&self, event: NewEvent) -> StoreResult<()>;
     /// Newest first.

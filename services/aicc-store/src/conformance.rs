@@ -30,6 +30,7 @@ macro_rules! store_conformance_suite {
             feedback_and_csat_are_kept,
             tenants_are_isolated,
             canned_responses_crud,
+            intent_models_are_versioned_per_tenant,
             lifecycle_queries
         );
     };
@@ -409,4 +410,37 @@ pub async fn lifecycle_queries(store: Arc<dyn Store>) {
     assert_eq!(stale, [ids[0], ids[2]], "oldest first, bot only");
     let earlier = chrono::Utc::now() - chrono::Duration::seconds(60);
     assert!(store.stale_conversations(Bot, earlier, 10).await.unwrap().is_empty());
+}
+
+pub async fn intent_models_are_versioned_per_tenant(store: Arc<dyn Store>) {
+    let (a, b) = (tenant(&store, "acme").await, tenant(&store, "other").await);
+    assert!(store.latest_intent_model(a.id).await.unwrap().is_none());
+    let new = |tenant_id, n: u8| NewIntentModel {
+        tenant_id,
+        encoder: "multilingual-e5-small".into(),
+        meta: serde_json::json!({ "labels": ["card_arrival", "oos"], "n": n }),
+        weights: vec![n; 1000],
+    };
+    // Concurrent saves get distinct, consecutive versions.
+    let saves: Vec<_> = (1..=4u8)
+        .map(|n| {
+            let (store, m) = (store.clone(), new(a.id, n));
+            tokio::spawn(async move { store.put_intent_model(m).await.unwrap().version })
+        })
+        .collect();
+    let mut versions = vec![];
+    for s in saves {
+        versions.push(s.await.unwrap());
+    }
+    versions.sort();
+    assert_eq!(versions, vec![1, 2, 3, 4]);
+    let latest = store.latest_intent_model(a.id).await.unwrap().unwrap();
+    assert_eq!(latest.version, 4);
+    assert_eq!(latest.encoder, "multilingual-e5-small");
+    assert_eq!(latest.weights.len(), 1000);
+    assert_eq!(latest.meta["labels"][1], "oos");
+    assert_eq!(latest.weights[0] as i64, latest.meta["n"].as_i64().unwrap(), "weights and meta of one save stay together");
+    // Another tenant sees none of them, and gets its own numbering.
+    assert!(store.latest_intent_model(b.id).await.unwrap().is_none());
+    assert_eq!(store.put_intent_model(new(b.id, 9)).await.unwrap().version, 1);
 }

@@ -461,6 +461,63 @@ macro_rules! sql_store {
                     .collect()
             }
 
+            async fn put_intent_model(&self, m: NewIntentModel) -> StoreResult<IntentModelRecord> {
+                // The next version in the same statement; two concurrent saves
+                // collide on the primary key and the loser retries.
+                for _ in 0..5 {
+                    let created_at = Utc::now();
+                    let inserted = sqlx::query_scalar::<_, i64>(
+                        "INSERT INTO intent_models (tenant_id, version, encoder, meta, weights, created_at) \
+                         SELECT $1, COALESCE(MAX(version), 0) + 1, $2, $3, $4, $5 FROM intent_models WHERE tenant_id = $1 \
+                         RETURNING version",
+                    )
+                    .bind(m.tenant_id)
+                    .bind(&m.encoder)
+                    .bind(Json(&m.meta))
+                    .bind(&m.weights)
+                    .bind(created_at)
+                    .fetch_one(&self.pool)
+                    .await;
+                    match inserted {
+                        Ok(version) => {
+                            return Ok(IntentModelRecord {
+                                tenant_id: m.tenant_id,
+                                version,
+                                encoder: m.encoder,
+                                meta: m.meta,
+                                weights: m.weights,
+                                created_at,
+                            })
+                        }
+                        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => continue,
+                        Err(e) => return Err(db_err(e)),
+                    }
+                }
+                Err(StoreError::conflict("intent_model_busy", "too many concurrent saves of this tenant's intent model"))
+            }
+
+            async fn latest_intent_model(&self, tenant_id: Uuid) -> StoreResult<Option<IntentModelRecord>> {
+                let row = sqlx::query(
+                    "SELECT version, encoder, meta, weights, created_at FROM intent_models \
+                     WHERE tenant_id = $1 ORDER BY version DESC LIMIT 1",
+                )
+                .bind(tenant_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_err)?;
+                row.map(|r| {
+                    Ok(IntentModelRecord {
+                        tenant_id,
+                        version: r.try_get("version").map_err(db_err)?,
+                        encoder: r.try_get("encoder").map_err(db_err)?,
+                        meta: r.try_get::<Json<serde_json::Value>, _>("meta").map_err(db_err)?.0,
+                        weights: r.try_get("weights").map_err(db_err)?,
+                        created_at: r.try_get("created_at").map_err(db_err)?,
+                    })
+                })
+                .transpose()
+            }
+
             async fn list_canned(&self, tenant_id: Uuid) -> StoreResult<Vec<CannedResponse>> {
                 let rows = sqlx::query(&format!(
                     "SELECT {CANNED_COLS} FROM canned_responses WHERE tenant_id = $1 ORDER BY title, id"
