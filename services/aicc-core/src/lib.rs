@@ -4,6 +4,7 @@
 pub mod bus;
 pub mod domain;
 pub mod embed;
+pub mod intent;
 pub mod redact;
 pub mod settings;
 pub mod store;
@@ -11,4 +12,5 @@ pub mod store;
 pub use domain::*;
 pub use bus::{Bus, BusError, BusEvent, BusStream, Topic};
 pub use embed::{EmbedKind, Embedder, ModelError};
+pub use intent::{IntentClassifier, IntentPrediction, OUT_OF_SCOPE};
 pub use store::{Store, StoreError, StoreResult};

@@ -1,0 +1,450 @@
+//! Training the intent head on precomputed sentence embeddings.
+//!
+//! Inputs are standardised per dimension (E5 vectors sit in a narrow cone, so
+//! raw coordinates differ by tiny amounts), then an MLP (dim → hidden →
+//! classes, ReLU, dropout, label smoothing, AdamW with decoupled weight decay,
+//! cosine learning-rate decay) and plain softmax regression are each trained
+//! on a stratified split with early stopping on the held-out dev part; the one
+//! that scores better on dev is kept, its out-of-scope threshold is calibrated
+//! on dev, and it is retrained on all rows for its best epoch count.
+//! Everything random comes from one seeded RNG: the same data and settings
+//! give the same model.
+
+use std::collections::{BTreeSet, HashMap};
+
+use aicc_core::OUT_OF_SCOPE;
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::{Module, Optimizer, VarBuilder, VarMap};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+use super::metrics;
+use super::model::{decide, DevMetrics, IntentError, IntentMeta, IntentModel, FORMAT_VERSION};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Arch {
+    Mlp,
+    Linear,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// Candidates, compared on dev.
+    pub architectures: Vec<Arch>,
+    pub hidden: usize,
+    /// At most this many epochs; the cosine schedule spans them.
+    pub epochs: usize,
+    /// Stop after this many epochs without a better dev score.
+    pub patience: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    /// Softmax regression learns faster with a larger step.
+    pub linear_lr: f64,
+    pub weight_decay: f64,
+    /// On the hidden layer; the input gets half of it.
+    pub dropout: f32,
+    pub label_smoothing: f32,
+    pub dev_fraction: f64,
+    /// Without `oos` training rows: the share of in-scope dev rows the
+    /// threshold rejects (the least confident ones).
+    pub reject_rate: f64,
+    pub retrain_on_all: bool,
+    pub seed: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            architectures: vec![Arch::Mlp, Arch::Linear],
+            hidden: 768,
+            epochs: 40,
+            patience: 8,
+            batch_size: 64,
+            lr: 1e-3,
+            linear_lr: 5e-3,
+            weight_decay: 0.01,
+            dropout: 0.3,
+            label_smoothing: 0.1,
+            dev_fraction: 0.1,
+            reject_rate: 0.01,
+            retrain_on_all: true,
+            seed: 42,
+        }
+    }
+}
+
+/// One line of progress.
+#[derive(Debug, Clone)]
+pub struct Epoch<'a> {
+    /// `mlp`, `linear`, or `final` (the retraining on all rows).
+    pub stage: &'a str,
+    pub epoch: usize,
+    pub epochs: usize,
+    pub train_loss: f32,
+    /// `None` in the final stage (there is no held-out data left).
+    pub dev_accuracy: Option<f64>,
+}
+
+/// What the embeddings are, for the artifact's metadata.
+#[derive(Debug, Clone)]
+pub struct EncoderInfo {
+    pub name: String,
+    pub dim: usize,
+}
+
+/// Per class, a seeded shuffle; `round(fraction · n)` rows (at least one, at
+/// most n − 1) go to dev. Returns (train, dev) row indices, each sorted.
+pub fn stratified_split(labels: &[usize], fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let classes: BTreeSet<usize> = labels.iter().copied().collect();
+    let (mut train, mut dev) = (vec![], vec![]);
+    for c in classes {
+        let mut rows: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] == c).collect();
+        rows.shuffle(&mut rng);
+        let n = rows.len();
+        let k = if n < 2 { 0 } else { ((fraction * n as f64).round() as usize).clamp(1, n - 1) };
+        dev.extend_from_slice(&rows[..k]);
+        train.extend_from_slice(&rows[k..]);
+    }
+    train.sort_unstable();
+    dev.sort_unstable();
+    (train, dev)
+}
+
+/// The out-of-scope threshold, from dev probabilities (`gold` are class indices).
+///
+/// With an `oos` class: the threshold that maximises in-scope accuracy + oos
+/// recall on dev (the middle of the best range, to sit away from single dev
+/// rows). Without: the `reject_rate` quantile of the best in-scope
+/// probability, so that share of in-scope dev rows would be rejected.
+pub fn calibrate(probs: &[Vec<f32>], gold: &[usize], labels: &[String], oos: Option<usize>, reject_rate: f64) -> (f32, String) {
+    let best_in_scope = |p: &Vec<f32>| p.iter().enumerate().filter(|(i, _)| Some(*i) != oos).map(|(_, v)| *v).fold(0f32, f32::max);
+    let Some(o) = oos.filter(|o| gold.contains(o)) else {
+        let mut conf: Vec<f32> = probs.iter().zip(gold).filter(|(_, g)| Some(**g) != oos).map(|(p, _)| best_in_scope(p)).collect();
+        conf.sort_by(f32::total_cmp);
+        let k = (reject_rate * conf.len() as f64).floor() as usize;
+        // Rejecting is `confidence < threshold`: the k least confident rows fall under it.
+        let t = if k == 0 || conf.is_empty() { 0.0 } else { conf[k.min(conf.len() - 1)] };
+        return (t, format!("rejects the {:.1}% least confident in-scope dev rows (no oos training rows)", reject_rate * 100.0));
+    };
+    let mut candidates: Vec<f32> = probs.iter().map(best_in_scope).collect();
+    candidates.push(0.0);
+    candidates.push(1.0 + f32::EPSILON);
+    candidates.sort_by(f32::total_cmp);
+    candidates.dedup();
+    let gold_names: Vec<&str> = gold.iter().map(|&g| labels[g].as_str()).collect();
+    let score = |t: f32| {
+        let pred: Vec<Option<String>> = probs.iter().map(|p| decide(p, labels, Some(o), t).intent).collect();
+        let m = metrics::evaluate(&gold_names, &pred);
+        m.in_scope_accuracy.unwrap_or(0.0) + m.oos_recall.unwrap_or(0.0)
+    };
+    let scores: Vec<f64> = candidates.iter().map(|&t| score(t)).collect();
+    let best = scores.iter().copied().fold(f64::MIN, f64::max);
+    let first = scores.iter().position(|s| *s >= best - 1e-12).unwrap_or(0);
+    // The run of equally good candidates starting at `first`; its middle.
+    let last = first + scores[first..].iter().take_while(|s| **s >= best - 1e-12).count() - 1;
+    let t = if last + 1 < candidates.len() && last > first { (candidates[first] + candidates[last]) / 2.0 } else { candidates[first] };
+    (t, "maximises in-scope accuracy + oos recall on the dev split".into())
+}
+
+struct Data {
+    x: Tensor,
+    y: Tensor,
+    y_host: Vec<usize>,
+}
+
+impl Data {
+    fn new(x: &[Vec<f32>], y: &[usize], rows: &[usize], mean: &[f32], std: &[f32]) -> candle_core::Result<Self> {
+        let d = mean.len();
+        let mut flat = Vec::with_capacity(rows.len() * d);
+        for &r in rows {
+            flat.extend(x[r].iter().zip(mean).zip(std).map(|((v, m), s)| (v - m) / s));
+        }
+        let y_host: Vec<usize> = rows.iter().map(|&r| y[r]).collect();
+        Ok(Self {
+            x: Tensor::from_vec(flat, (rows.len(), d), &Device::Cpu)?,
+            y: Tensor::from_vec(y_host.iter().map(|&v| v as u32).collect::<Vec<_>>(), rows.len(), &Device::Cpu)?,
+            y_host,
+        })
+    }
+}
+
+fn standardisation(x: &[Vec<f32>], rows: &[usize], d: usize) -> (Vec<f32>, Vec<f32>) {
+    let n = rows.len().max(1) as f64;
+    let mut mean = vec![0f64; d];
+    for &r in rows {
+        for (m, v) in mean.iter_mut().zip(&x[r]) {
+            *m += *v as f64 / n;
+        }
+    }
+    let mut var = vec![0f64; d];
+    for &r in rows {
+        for ((s, v), m) in var.iter_mut().zip(&x[r]).zip(&mean) {
+            *s += (*v as f64 - m).powi(2) / n;
+        }
+    }
+    (mean.iter().map(|m| *m as f32).collect(), var.iter().map(|v| (v.sqrt() as f32).max(1e-6)).collect())
+}
+
+/// Uniform(−1/√fan_in, 1/√fan_in), as PyTorch initialises linear layers.
+fn init(varmap: &VarMap, name: &str, out: usize, inp: usize, rng: &mut StdRng) -> candle_core::Result<()> {
+    let bound = 1.0 / (inp as f32).sqrt();
+    let mut uniform = |n: usize| (0..n).map(|_| rng.gen_range(-bound..bound)).collect::<Vec<f32>>();
+    let w = Tensor::from_vec(uniform(out * inp), (out, inp), &Device::Cpu)?;
+    let b = Tensor::from_vec(uniform(out), out, &Device::Cpu)?;
+    let mut data = varmap.data().lock().unwrap_or_else(|p| p.into_inner());
+    data.insert(format!("{name}.weight"), Var::from_tensor(&w)?);
+    data.insert(format!("{name}.bias"), Var::from_tensor(&b)?);
+    Ok(())
+}
+
+/// Inverted dropout with a mask from our own RNG (candle's would not be seeded).
+fn dropout(x: &Tensor, p: f32, rng: &mut StdRng) -> candle_core::Result<Tensor> {
+    if p <= 0.0 {
+        return Ok(x.clone());
+    }
+    let keep = 1.0 / (1.0 - p);
+    let mask: Vec<f32> = (0..x.elem_count()).map(|_| if rng.gen::<f32>() < p { 0.0 } else { keep }).collect();
+    x.mul(&Tensor::from_vec(mask, x.shape(), x.device())?)
+}
+
+struct Net {
+    varmap: VarMap,
+    layers: Vec<candle_nn::Linear>,
+}
+
+impl Net {
+    fn new(arch: Arch, d: usize, hidden: usize, classes: usize, rng: &mut StdRng) -> candle_core::Result<Self> {
+        let varmap = VarMap::new();
+        let widths: Vec<(&'static str, usize, usize)> = match arch {
+            Arch::Mlp => vec![("l1", d, hidden), ("l2", hidden, classes)],
+            Arch::Linear => vec![("out", d, classes)],
+        };
+        for &(name, inp, out) in &widths {
+            init(&varmap, name, out, inp, rng)?;
+        }
+        // The VarBuilder finds the seeded variables already in the map.
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        let layers = widths.iter().map(|&(name, inp, out)| candle_nn::linear(inp, out, vb.pp(name))).collect::<candle_core::Result<_>>()?;
+        Ok(Self { varmap, layers })
+    }
+
+    fn forward(&self, x: &Tensor, train: Option<(f32, &mut StdRng)>) -> candle_core::Result<Tensor> {
+        let (p, mut rng) = match train {
+            Some((p, rng)) => (p, Some(rng)),
+            None => (0.0, None),
+        };
+        let mut x = match rng.as_deref_mut() {
+            Some(r) => dropout(x, p / 2.0, r)?,
+            None => x.clone(),
+        };
+        for (i, layer) in self.layers.iter().enumerate() {
+            x = layer.forward(&x)?;
+            if i + 1 < self.layers.len() {
+                x = x.relu()?;
+                if let Some(r) = rng.as_deref_mut() {
+                    x = dropout(&x, p, r)?;
+                }
+            }
+        }
+        Ok(x)
+    }
+
+    /// Copies of the current weights (a later step must not change them).
+    fn snapshot(&self) -> candle_core::Result<HashMap<String, Tensor>> {
+        let data = self.varmap.data().lock().unwrap_or_else(|p| p.into_inner());
+        data.iter().map(|(k, v)| Ok((k.clone(), v.as_tensor().copy()?))).collect()
+    }
+}
+
+/// Cross-entropy against (1 − ε)·one-hot + ε·uniform.
+fn smoothed_loss(logits: &Tensor, y: &Tensor, eps: f32) -> candle_core::Result<Tensor> {
+    let log_p = candle_nn::ops::log_softmax(logits, 1)?;
+    let nll = log_p.gather(&y.unsqueeze(1)?, 1)?.mean_all()?.neg()?;
+    if eps <= 0.0 {
+        return Ok(nll);
+    }
+    let uniform = log_p.mean_all()?.neg()?;
+    (nll * (1.0 - eps as f64))? + (uniform * eps as f64)?
+}
+
+fn probabilities(net: &Net, x: &Tensor) -> candle_core::Result<Vec<Vec<f32>>> {
+    candle_nn::ops::softmax_last_dim(&net.forward(x, None)?)?.to_vec2::<f32>()
+}
+
+fn argmax(p: &[f32]) -> usize {
+    p.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1).then(b.0.cmp(&a.0))).map_or(0, |(i, _)| i)
+}
+
+struct Run {
+    best_epoch: usize,
+    best_accuracy: f64,
+    weights: HashMap<String, Tensor>,
+    dev_probs: Vec<Vec<f32>>,
+}
+
+/// Trains one network. With `dev`, keeps the weights of the best dev epoch
+/// (accuracy, ties to the lower dev loss) and stops after `patience` epochs
+/// without progress; without, trains exactly `fixed_epochs`.
+fn fit(
+    arch: Arch,
+    cfg: &TrainConfig,
+    classes: usize,
+    train: &Data,
+    dev: Option<&Data>,
+    fixed_epochs: usize,
+    rng: &mut StdRng,
+    stage: &str,
+    progress: &mut dyn FnMut(&Epoch),
+) -> candle_core::Result<Run> {
+    let d = train.x.dim(1)?;
+    let net = Net::new(arch, d, cfg.hidden, classes, rng)?;
+    let lr = if arch == Arch::Linear { cfg.linear_lr } else { cfg.lr };
+    let params = candle_nn::ParamsAdamW { lr, weight_decay: cfg.weight_decay, ..Default::default() };
+    let mut opt = candle_nn::AdamW::new(net.varmap.all_vars(), params)?;
+    let n = train.y_host.len();
+    let batch = cfg.batch_size.max(1);
+    let steps_per_epoch = n.div_ceil(batch);
+    let total_steps = (cfg.epochs.max(1) * steps_per_epoch) as f64;
+    let dropout = if arch == Arch::Mlp { cfg.dropout } else { 0.0 };
+    let mut order: Vec<u32> = (0..n as u32).collect();
+    let mut best: Option<(f64, f64, usize, HashMap<String, Tensor>, Vec<Vec<f32>>)> = None;
+    let (mut step, mut since_best) = (0usize, 0usize);
+    let epochs = if dev.is_some() { cfg.epochs } else { fixed_epochs };
+    for epoch in 1..=epochs {
+        order.shuffle(rng);
+        let mut loss_sum = 0f64;
+        for chunk in order.chunks(batch) {
+            // Cosine decay from lr to 0 over the configured epochs.
+            opt.set_learning_rate(lr * 0.5 * (1.0 + (std::f64::consts::PI * step as f64 / total_steps).cos()));
+            step += 1;
+            let idx = Tensor::from_slice(chunk, chunk.len(), &Device::Cpu)?;
+            let (xb, yb) = (train.x.index_select(&idx, 0)?, train.y.index_select(&idx, 0)?);
+            let logits = net.forward(&xb, Some((dropout, &mut *rng)))?;
+            let loss = smoothed_loss(&logits, &yb, cfg.label_smoothing)?;
+            opt.backward_step(&loss)?;
+            loss_sum += loss.to_scalar::<f32>()? as f64 * chunk.len() as f64;
+        }
+        let train_loss = (loss_sum / n.max(1) as f64) as f32;
+        let Some(dev) = dev else {
+            progress(&Epoch { stage, epoch, epochs, train_loss, dev_accuracy: None });
+            continue;
+        };
+        let probs = probabilities(&net, &dev.x)?;
+        let right = probs.iter().zip(&dev.y_host).filter(|(p, g)| argmax(p) == **g).count();
+        let acc = right as f64 / dev.y_host.len().max(1) as f64;
+        let dev_loss = probs.iter().zip(&dev.y_host).map(|(p, &g)| -(p[g].max(1e-12) as f64).ln()).sum::<f64>() / dev.y_host.len().max(1) as f64;
+        progress(&Epoch { stage, epoch, epochs, train_loss, dev_accuracy: Some(acc) });
+        let better = best.as_ref().is_none_or(|(a, l, ..)| acc > *a || (acc == *a && dev_loss < *l));
+        if better {
+            best = Some((acc, dev_loss, epoch, net.snapshot()?, probs));
+            since_best = 0;
+        } else {
+            since_best += 1;
+            if since_best >= cfg.patience.max(1) {
+                break;
+            }
+        }
+    }
+    Ok(match best {
+        Some((best_accuracy, _, best_epoch, weights, dev_probs)) => Run { best_epoch, best_accuracy, weights, dev_probs },
+        None => Run { best_epoch: epochs, best_accuracy: 0.0, weights: net.snapshot()?, dev_probs: vec![] },
+    })
+}
+
+/// Trains an intent head on `embeddings` (one per example, `encoder.dim`
+/// long, in the order of `intents`). `oos` labels mark out-of-scope rows.
+pub fn train(
+    embeddings: &[Vec<f32>],
+    intents: &[String],
+    encoder: &EncoderInfo,
+    cfg: &TrainConfig,
+    progress: &mut dyn FnMut(&Epoch),
+) -> Result<IntentModel, IntentError> {
+    let d = encoder.dim;
+    if embeddings.len() != intents.len() {
+        return Err(IntentError::Invalid(format!("{} embeddings for {} labels", embeddings.len(), intents.len())));
+    }
+    if let Some(bad) = embeddings.iter().find(|e| e.len() != d) {
+        return Err(IntentError::Invalid(format!("an embedding has {} values; the encoder's dim is {d}", bad.len())));
+    }
+    if cfg.architectures.is_empty() {
+        return Err(IntentError::Invalid("no architecture to train".into()));
+    }
+    let labels: Vec<String> = intents.iter().cloned().collect::<BTreeSet<_>>().into_iter().collect();
+    if labels.len() < 2 {
+        return Err(IntentError::Invalid("at least two intents are needed".into()));
+    }
+    let index: HashMap<&str, usize> = labels.iter().enumerate().map(|(i, l)| (l.as_str(), i)).collect();
+    let y: Vec<usize> = intents.iter().map(|l| index[l.as_str()]).collect();
+    let oos = index.get(OUT_OF_SCOPE).copied();
+    let (train_rows, dev_rows) = stratified_split(&y, cfg.dev_fraction, cfg.seed);
+    if dev_rows.is_empty() || train_rows.is_empty() {
+        return Err(IntentError::Invalid("too few examples for a dev split (every intent needs two)".into()));
+    }
+    let mut rng = StdRng::seed_from_u64(cfg.seed.wrapping_add(1));
+    let (mean, std) = standardisation(embeddings, &train_rows, d);
+    let train_data = Data::new(embeddings, &y, &train_rows, &mean, &std)?;
+    let dev_data = Data::new(embeddings, &y, &dev_rows, &mean, &std)?;
+    let dev_gold: Vec<&str> = dev_rows.iter().map(|&r| labels[y[r]].as_str()).collect();
+
+    // Each candidate: dev-selected weights, then its calibrated dev score.
+    let mut chosen: Option<(f64, Arch, Run, f32, String, metrics::Metrics)> = None;
+    for &arch in &cfg.architectures {
+        let stage = if arch == Arch::Mlp { "mlp" } else { "linear" };
+        let run = fit(arch, cfg, labels.len(), &train_data, Some(&dev_data), 0, &mut rng, stage, progress)?;
+        let (threshold, rule) = calibrate(&run.dev_probs, &dev_data.y_host, &labels, oos, cfg.reject_rate);
+        let pred: Vec<Option<String>> = run.dev_probs.iter().map(|p| decide(p, &labels, oos, threshold).intent).collect();
+        let m = metrics::evaluate(&dev_gold, &pred);
+        // With oos: the calibrated balance; without: plain dev accuracy (argmax).
+        let score = match (m.in_scope_accuracy, m.oos_recall) {
+            (Some(a), Some(r)) => a + r,
+            _ => run.best_accuracy,
+        };
+        if chosen.as_ref().is_none_or(|c| score > c.0) {
+            chosen = Some((score, arch, run, threshold, rule, m));
+        }
+    }
+    let Some((_, arch, run, threshold, rule, dev_m)) = chosen else {
+        return Err(IntentError::Invalid("no architecture to train".into()));
+    };
+
+    let (weights, mean, std, epochs, n_train) = if cfg.retrain_on_all {
+        let all: Vec<usize> = (0..y.len()).collect();
+        let (mean, std) = standardisation(embeddings, &all, d);
+        let all_data = Data::new(embeddings, &y, &all, &mean, &std)?;
+        let again = fit(arch, cfg, labels.len(), &all_data, None, run.best_epoch, &mut rng, "final", progress)?;
+        (again.weights, mean, std, run.best_epoch, y.len())
+    } else {
+        (run.weights, mean, std, run.best_epoch, train_rows.len())
+    };
+    let mut tensors = weights;
+    tensors.insert("norm.mean".into(), Tensor::from_vec(mean, d, &Device::Cpu)?);
+    tensors.insert("norm.std".into(), Tensor::from_vec(std, d, &Device::Cpu)?);
+    let meta = IntentMeta {
+        format_version: FORMAT_VERSION,
+        encoder: encoder.name.clone(),
+        prefix: "query".into(),
+        dim: d,
+        architecture: if arch == Arch::Mlp { "mlp" } else { "linear" }.into(),
+        hidden: (arch == Arch::Mlp).then_some(cfg.hidden),
+        labels,
+        threshold,
+        threshold_rule: rule,
+        created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        n_train,
+        epochs,
+        dev: DevMetrics {
+            accuracy: dev_m.accuracy,
+            macro_f1: dev_m.macro_f1,
+            in_scope_accuracy: dev_m.in_scope_accuracy,
+            oos_recall: dev_m.oos_recall,
+            n: dev_m.n,
+        },
+        config: serde_json::to_value(cfg).unwrap_or_default(),
+    };
+    IntentModel::new(meta, tensors, "the trained head")
+}

@@ -1,0 +1,261 @@
+//! The trained intent head as an artifact: a directory with `head.safetensors`
+//! (input standardisation + layers) and `intent.json` (labels, threshold,
+//! which encoder produced the inputs, dev figures). Loading is a few hundred
+//! KB of tensors, no training code involved.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use aicc_core::{IntentPrediction, OUT_OF_SCOPE};
+use candle_core::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+pub const FORMAT_VERSION: u32 = 1;
+pub const HEAD_FILE: &str = "head.safetensors";
+pub const META_FILE: &str = "intent.json";
+/// How many intents a prediction ranks.
+pub const TOP_K: usize = 5;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IntentError {
+    #[error("{0}: {1}")]
+    Io(String, std::io::Error),
+    #[error("{0}: not a valid intent model: {1}")]
+    Format(String, String),
+    #[error("the intent model was trained on {found} embeddings; this embedder is {expected}: retrain it")]
+    Mismatch { found: String, expected: String },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("tensor operation failed: {0}")]
+    Candle(#[from] candle_core::Error),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DevMetrics {
+    pub accuracy: f64,
+    pub macro_f1: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_scope_accuracy: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oos_recall: Option<f64>,
+    pub n: usize,
+}
+
+/// `intent.json`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct IntentMeta {
+    pub format_version: u32,
+    /// The embedder whose vectors the head reads (its manifest name).
+    pub encoder: String,
+    /// The E5 prefix the texts were embedded with.
+    pub prefix: String,
+    pub dim: usize,
+    /// `mlp` (dim → hidden → classes, ReLU) or `linear` (softmax regression).
+    pub architecture: String,
+    pub hidden: Option<usize>,
+    /// Class order of the output layer; may include `oos`.
+    pub labels: Vec<String>,
+    /// A prediction whose best in-scope probability is below this is out of scope.
+    pub threshold: f32,
+    pub threshold_rule: String,
+    pub created_at: String,
+    pub n_train: usize,
+    pub epochs: usize,
+    /// Figures of the model trained without the dev split, on that split.
+    pub dev: DevMetrics,
+    /// The training settings, for the record.
+    pub config: serde_json::Value,
+}
+
+pub struct IntentModel {
+    pub meta: IntentMeta,
+    mean: Tensor,
+    std: Tensor,
+    /// (weight [out, in], bias [out]); ReLU between layers.
+    layers: Vec<(Tensor, Tensor)>,
+    oos: Option<usize>,
+}
+
+fn layer_names(architecture: &str) -> Option<&'static [&'static str]> {
+    match architecture {
+        "mlp" => Some(&["l1", "l2"]),
+        "linear" => Some(&["out"]),
+        _ => None,
+    }
+}
+
+impl IntentModel {
+    /// Checks shapes against the metadata; used by training and by `load`.
+    pub(crate) fn new(meta: IntentMeta, mut tensors: HashMap<String, Tensor>, file: &str) -> Result<Self, IntentError> {
+        let bad = |why: String| IntentError::Format(file.to_string(), why);
+        let names = layer_names(&meta.architecture).ok_or_else(|| bad(format!("unknown architecture {}", meta.architecture)))?;
+        let mut take = |name: &str, dims: &[usize]| -> Result<Tensor, IntentError> {
+            let t = tensors.remove(name).ok_or_else(|| bad(format!("tensor {name} missing")))?;
+            if t.dims() != dims {
+                return Err(bad(format!("tensor {name} is {:?}, expected {dims:?}", t.dims())));
+            }
+            Ok(t.to_dtype(candle_core::DType::F32)?)
+        };
+        let (d, c) = (meta.dim, meta.labels.len());
+        let mean = take("norm.mean", &[d])?;
+        let std = take("norm.std", &[d])?;
+        let widths: Vec<usize> = match meta.hidden {
+            Some(h) if names.len() == 2 => vec![d, h, c],
+            None if names.len() == 1 => vec![d, c],
+            _ => return Err(bad("hidden size does not fit the architecture".into())),
+        };
+        let mut layers = vec![];
+        for (i, name) in names.iter().enumerate() {
+            let w = take(&format!("{name}.weight"), &[widths[i + 1], widths[i]])?;
+            let b = take(&format!("{name}.bias"), &[widths[i + 1]])?;
+            layers.push((w, b));
+        }
+        if c < 2 {
+            return Err(bad("fewer than two labels".into()));
+        }
+        let oos = meta.labels.iter().position(|l| l == OUT_OF_SCOPE);
+        Ok(Self { meta, mean, std, layers, oos })
+    }
+
+    /// Loads `dir`, refusing a head trained on another encoder's vectors.
+    pub fn load(dir: &Path, encoder: &str, dim: usize) -> Result<Self, IntentError> {
+        let meta_path = dir.join(META_FILE);
+        let file = meta_path.display().to_string();
+        let text = std::fs::read_to_string(&meta_path).map_err(|e| IntentError::Io(file.clone(), e))?;
+        let meta: IntentMeta = serde_json::from_str(&text).map_err(|e| IntentError::Format(file.clone(), e.to_string()))?;
+        if meta.format_version != FORMAT_VERSION {
+            return Err(IntentError::Format(file, format!("format version {} (this build reads {FORMAT_VERSION})", meta.format_version)));
+        }
+        if meta.encoder != encoder || meta.dim != dim {
+            return Err(IntentError::Mismatch {
+                found: format!("{} (dim {})", meta.encoder, meta.dim),
+                expected: format!("{encoder} (dim {dim})"),
+            });
+        }
+        let head = dir.join(HEAD_FILE);
+        let head_file = head.display().to_string();
+        let bytes = std::fs::read(&head).map_err(|e| IntentError::Io(head_file.clone(), e))?;
+        let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
+            .map_err(|e| IntentError::Format(head_file.clone(), e.to_string()))?;
+        Self::new(meta, tensors, &head_file)
+    }
+
+    fn tensors(&self) -> HashMap<String, Tensor> {
+        let mut out = HashMap::from([("norm.mean".to_string(), self.mean.clone()), ("norm.std".to_string(), self.std.clone())]);
+        let names = layer_names(&self.meta.architecture).unwrap_or(&[]);
+        for (name, (w, b)) in names.iter().zip(&self.layers) {
+            out.insert(format!("{name}.weight"), w.clone());
+            out.insert(format!("{name}.bias"), b.clone());
+        }
+        out
+    }
+
+    /// Writes the artifact to `dir` atomically: everything goes into a temp
+    /// sibling that is renamed into place, so a failure leaves no partial
+    /// artifact (and an existing one untouched until the final swap).
+    pub fn save(&self, dir: &Path) -> Result<(), IntentError> {
+        let io = |p: &Path| { let p = p.display().to_string(); move |e| IntentError::Io(p, e) };
+        let name = dir.file_name().ok_or_else(|| IntentError::Invalid(format!("{} is not a directory name", dir.display())))?;
+        let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        std::fs::create_dir_all(parent).map_err(io(parent))?;
+        let stamp = format!("{}-{}", std::process::id(), chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default());
+        let sibling = |what: &str| -> PathBuf { parent.join(format!(".{}.{what}-{stamp}", name.to_string_lossy())) };
+        let tmp = sibling("tmp");
+        let write = || -> Result<(), IntentError> {
+            std::fs::create_dir(&tmp).map_err(io(&tmp))?;
+            candle_core::safetensors::save(&self.tensors(), tmp.join(HEAD_FILE))?;
+            let json = serde_json::to_string_pretty(&self.meta).map_err(|e| IntentError::Invalid(e.to_string()))?;
+            std::fs::write(tmp.join(META_FILE), json + "\n").map_err(io(&tmp))?;
+            // A directory cannot be renamed over a non-empty one: move the old one aside first.
+            let old = sibling("old");
+            let had_old = dir.exists();
+            if had_old {
+                std::fs::rename(dir, &old).map_err(io(dir))?;
+            }
+            if let Err(e) = std::fs::rename(&tmp, dir) {
+                if had_old {
+                    let _ = std::fs::rename(&old, dir);
+                }
+                return Err(io(dir)(e));
+            }
+            if had_old {
+                let _ = std::fs::remove_dir_all(&old);
+            }
+            Ok(())
+        };
+        let result = write();
+        if result.is_err() {
+            let _ = std::fs::remove_dir_all(&tmp);
+        }
+        result
+    }
+
+    pub fn labels(&self) -> &[String] {
+        &self.meta.labels
+    }
+
+    /// Class probabilities, one row per input.
+    pub fn probabilities(&self, embeddings: &[Vec<f32>]) -> Result<Vec<Vec<f32>>, IntentError> {
+        let d = self.meta.dim;
+        if let Some(bad) = embeddings.iter().find(|e| e.len() != d) {
+            return Err(IntentError::Invalid(format!("an embedding has {} values; the model reads {d}", bad.len())));
+        }
+        if embeddings.is_empty() {
+            return Ok(vec![]);
+        }
+        let flat: Vec<f32> = embeddings.iter().flatten().copied().collect();
+        let x = Tensor::from_vec(flat, (embeddings.len(), d), &Device::Cpu)?;
+        let logits = forward(&x.broadcast_sub(&self.mean)?.broadcast_div(&self.std)?, &self.layers)?;
+        Ok(candle_nn::ops::softmax_last_dim(&logits)?.to_vec2::<f32>()?)
+    }
+
+    /// Ranked intents and the out-of-scope decision for each embedding.
+    pub fn try_predict(&self, embeddings: &[Vec<f32>]) -> Result<Vec<IntentPrediction>, IntentError> {
+        Ok(self.probabilities(embeddings)?.iter().map(|p| decide(p, &self.meta.labels, self.oos, self.meta.threshold)).collect())
+    }
+
+    /// As `try_predict`; a vector of the wrong length is rejected as out of
+    /// scope (confidence 0) rather than guessed at.
+    pub fn predict(&self, embeddings: &[Vec<f32>]) -> Vec<IntentPrediction> {
+        embeddings
+            .iter()
+            .map(|e| match self.try_predict(std::slice::from_ref(e)) {
+                Ok(mut p) if e.len() == self.meta.dim => p.pop().unwrap_or_else(rejected),
+                _ => rejected(),
+            })
+            .collect()
+    }
+}
+
+fn rejected() -> IntentPrediction {
+    IntentPrediction { intent: None, confidence: 0.0, ranked: vec![], out_of_scope: true }
+}
+
+/// The layers on standardised inputs; ReLU between them, logits out.
+pub(crate) fn forward(x: &Tensor, layers: &[(Tensor, Tensor)]) -> candle_core::Result<Tensor> {
+    let mut x = x.clone();
+    for (i, (w, b)) in layers.iter().enumerate() {
+        x = x.matmul(&w.t()?)?.broadcast_add(b)?;
+        if i + 1 < layers.len() {
+            x = x.relu()?;
+        }
+    }
+    Ok(x)
+}
+
+/// Out of scope when `oos` is the most probable class, or when the best
+/// in-scope probability is under the threshold.
+pub(crate) fn decide(probs: &[f32], labels: &[String], oos: Option<usize>, threshold: f32) -> IntentPrediction {
+    let mut ranked: Vec<(usize, f32)> = probs.iter().copied().enumerate().filter(|(i, _)| Some(*i) != oos).collect();
+    ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    ranked.truncate(TOP_K);
+    let (best, confidence) = ranked.first().copied().unwrap_or((0, 0.0));
+    let oos_wins = oos.is_some_and(|o| probs[o] > confidence);
+    let out_of_scope = oos_wins || confidence < threshold;
+    IntentPrediction {
+        intent: (!out_of_scope).then(|| labels[best].clone()),
+        confidence,
+        ranked: ranked.into_iter().map(|(i, p)| (labels[i].clone(), p)).collect(),
+        out_of_scope,
+    }
+}
