@@ -31,8 +31,66 @@ pub fn aicc(dir: &Path) -> Command {
         .env("AICC_BIND", "127.0.0.1:0")
         .env("AICC_DATA_DIR", dir.join("data"))
         .env("AICC_MODEL_DIR", dir.join("models"))
+        // Models are their own test (`serve_loads_the_embedder_and_the_demo_intent_model`).
+        .env("AICC_EMBEDDER", "none")
         .kill_on_drop(true);
     cmd
+}
+
+/// The model cache scripts/test fills (`AICC_MODEL_DIR`, else the default).
+fn shared_model_dir() -> std::path::PathBuf {
+    match std::env::var("AICC_MODEL_DIR") {
+        Ok(d) => d.into(),
+        Err(_) => Path::new(&std::env::var("HOME").unwrap()).join(".cache/aicc/models"),
+    }
+}
+
+async fn readyz(url: &str) -> (u16, serde_json::Value) {
+    let r = reqwest::get(format!("{url}/readyz")).await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+/// `/readyz` once every model is loaded; panics after `secs`.
+async fn wait_ready(url: &str, secs: u64) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        let (status, body) = readyz(url).await;
+        if status == 200 {
+            return body;
+        }
+        assert!(!body["models"].as_object().unwrap().values().any(|s| s == "failed"), "a model failed: {body}");
+        assert!(std::time::Instant::now() < deadline, "not ready after {secs} s: {body}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_loads_the_embedder_and_the_demo_intent_model() {
+    let dir = scratch_dir();
+    let cmd = || {
+        let mut c = aicc(&dir);
+        c.env_remove("AICC_EMBEDDER").env("AICC_MODEL_DIR", shared_model_dir());
+        c
+    };
+    let first = start(cmd()).await;
+    // Not ready until both are loaded: 503 naming what is missing.
+    let (status, body) = readyz(&first.url).await;
+    if status == 503 {
+        assert!(body["models"]["multilingual-e5-small"].is_string() && body["models"]["intent:demo"].is_string(), "{body}");
+    }
+    // From the trained-model cache (scripts/test warms it), or a fresh training.
+    let body = wait_ready(&first.url, 280).await;
+    assert_eq!(body["models"], json!({ "multilingual-e5-small": "ready", "intent:demo": "ready" }));
+    drop(first);
+    // A restart finds the model in the Store.
+    let mut second = start(cmd()).await;
+    wait_ready(&second.url, 30).await;
+    loop {
+        let line = tokio::time::timeout(Duration::from_secs(30), second.stderr.recv()).await.unwrap().expect("log ended");
+        if line.contains("demo intent model loaded from the store") {
+            break;
+        }
+    }
 }
 
 pub struct Running {

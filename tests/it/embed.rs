@@ -87,7 +87,7 @@ async fn the_worker_thread_serves_and_refuses_when_full() {
     use aicc_core::{Embedder, ModelError};
     let model = E5Model::load(&model_path()).unwrap();
     let direct = model.embed("카드가 아직 안 왔어요", EmbedKind::Query).unwrap();
-    let worker = std::sync::Arc::new(aicc_models::EmbedWorker::spawn("multilingual-e5-small", model, 1).unwrap());
+    let worker = std::sync::Arc::new(aicc_models::EmbedWorker::spawn("multilingual-e5-small", std::sync::Arc::new(model), 1).unwrap());
     assert_eq!((worker.name(), worker.dim()), ("multilingual-e5-small", 384));
     let got = worker.embed(vec!["카드가 아직 안 왔어요".into(), "Hello".into()], EmbedKind::Query).await.unwrap();
     assert_eq!(got.len(), 2);

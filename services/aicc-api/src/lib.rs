@@ -16,6 +16,7 @@ pub mod auth;
 pub mod error;
 pub mod json;
 pub mod lifecycle;
+pub mod models;
 pub mod messaging;
 mod middleware;
 pub mod ratelimit;
@@ -37,6 +38,8 @@ pub struct AppState {
     pub widget_by_ip: RateLimiter,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     pub round_robin: routing::RoundRobin,
+    /// Embedder and per-tenant intent classifiers, loaded in the background.
+    pub models: Arc<models::ModelRegistry>,
     /// Tenants read on every message, kept briefly (settings edits on another
     /// replica show up here within `TENANT_CACHE_TTL`).
     tenants: std::sync::Mutex<std::collections::HashMap<uuid::Uuid, (std::time::Instant, Arc<aicc_core::Tenant>)>>,
@@ -64,6 +67,7 @@ impl AppState {
             widget_by_ip: RateLimiter::new(settings.auth.widget_conversations_per_minute, minute),
             metrics: middleware::prometheus_handle(),
             round_robin: routing::RoundRobin::default(),
+            models: Default::default(),
             tenants: Default::default(),
             store,
             bus,
@@ -101,6 +105,7 @@ pub fn random_hex(n: usize) -> String {
 
 pub struct Application {
     port: u16,
+    models: Arc<models::ModelRegistry>,
     server: Server,
     sweeper: tokio::task::JoinHandle<()>,
 }
@@ -111,6 +116,7 @@ impl Application {
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.bind))?;
         let port = listener.local_addr()?.port();
         let state = web::Data::new(AppState::new(settings, store, bus).await?);
+        let models = state.models.clone();
         let sweeper = lifecycle::spawn(state.clone().into_inner());
         let server = HttpServer::new(move || {
             App::new()
@@ -124,11 +130,16 @@ impl Application {
         .listen(listener)?
         .shutdown_timeout(10)
         .run();
-        Ok(Self { port, server, sweeper })
+        Ok(Self { port, models, server, sweeper })
     }
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// Where the server puts the models it loads.
+    pub fn models(&self) -> Arc<models::ModelRegistry> {
+        self.models.clone()
     }
 
     pub async fn run_until_stopped(self) -> std::io::Result<()> {

@@ -24,6 +24,10 @@ pub struct Settings {
     pub redis_url: Option<String>,
     /// Create the `demo` tenant on first start.
     pub demo: bool,
+    /// The embedder the intent classifiers (and retrieval) run on, by its
+    /// manifest name; `none` serves without models (the dialog then has no
+    /// intents and no dense retrieval).
+    pub embedder: String,
     /// A `tracing` filter, e.g. `info,aicc_api=debug`.
     pub log: String,
     pub auth: AuthSettings,
@@ -65,6 +69,7 @@ impl Default for Settings {
             database_url: None,
             redis_url: None,
             demo: true,
+            embedder: "multilingual-e5-small".into(),
             log: "info".into(),
             auth: AuthSettings::default(),
             limits: Limits::default(),
@@ -123,6 +128,7 @@ impl Settings {
         "DATABASE_URL",
         "REDIS_URL",
         "AICC_DEMO",
+        "AICC_EMBEDDER",
         "AICC_LOG",
         "AICC_JWT_SECRET",
         "AICC_LOGIN_ATTEMPTS_PER_MINUTE",
@@ -154,6 +160,7 @@ impl Settings {
                     }
                 }
             }
+            "AICC_EMBEDDER" => self.embedder = value.trim().into(),
             "AICC_LOG" => self.log = value.into(),
             "AICC_JWT_SECRET" => self.auth.jwt_secret = opt(value),
             "AICC_LOGIN_ATTEMPTS_PER_MINUTE" => self.auth.login_attempts_per_minute = num(var, value)?,

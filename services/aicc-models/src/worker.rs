@@ -3,6 +3,7 @@
 //! inference, and a full queue answers `Overloaded` at once.
 
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::sync::Arc;
 
 use aicc_core::{EmbedKind, Embedder, ModelError};
 use async_trait::async_trait;
@@ -19,8 +20,9 @@ pub struct EmbedWorker {
 }
 
 impl EmbedWorker {
-    /// Moves `model` onto its own thread; at most `queue` requests wait.
-    pub fn spawn(name: &str, model: E5Model, queue: usize) -> Result<Self, ModelError> {
+    /// Runs `model` on its own thread; at most `queue` requests wait. (The
+    /// model is shared: batch jobs such as training may use it directly.)
+    pub fn spawn(name: &str, model: Arc<E5Model>, queue: usize) -> Result<Self, ModelError> {
         let dim = model.dim();
         let (jobs, rx) = sync_channel::<Job>(queue);
         std::thread::Builder::new()

@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod bootstrap;
+mod models;
 
 #[derive(Parser)]
 #[command(name = "aicc", version, about = "AICC: an AI contact-center platform")]
@@ -202,7 +203,12 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let backend = store.backend();
     let bus = aicc_bus::open(settings.redis_url.as_deref()).await?;
     let bus_backend = bus.backend();
-    let app = aicc_api::Application::build(settings.clone(), store, bus).await?;
+    let demo_id = match &demo {
+        Some(d) => store.tenant_by_slug(&d.tenant).await?.map(|t| t.id),
+        None => None,
+    };
+    let app = aicc_api::Application::build(settings.clone(), store.clone(), bus).await?;
+    models::spawn(&settings, store, app.models(), demo_id);
     let host = settings.bind.rsplit_once(':').map(|(h, _)| h).unwrap_or("127.0.0.1");
     let url = format!("http://{host}:{}", app.port());
     banner(&url, backend, bus_backend, &settings.data_dir, demo.as_ref());

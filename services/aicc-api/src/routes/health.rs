@@ -22,9 +22,8 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         Err(e) => format!("unavailable: {e}"),
     };
     let bus = if state.bus.is_healthy() { "ok" } else { "unavailable" };
-    // No model is configured yet.
-    let body = json!({ "store": store, "bus": bus, "models": {} });
-    if store == "ok" && bus == "ok" {
+    let body = json!({ "store": store, "bus": bus, "models": state.models.states() });
+    if store == "ok" && bus == "ok" && state.models.ready() {
         HttpResponse::Ok().json(body)
     } else {
         HttpResponse::ServiceUnavailable().json(body)

@@ -87,6 +87,22 @@ mod tests {
     }
 
     #[test]
+    fn store_parts_round_trip() {
+        let mut rng = StdRng::seed_from_u64(4);
+        let cs = centres(3, &mut rng);
+        let (x, y) = clusters(&cs, 30, 0.4, &mut rng);
+        let m = train(&x, &y, &enc(), &small(), &mut |_| {}).unwrap();
+        let (meta, weights) = m.to_parts().unwrap();
+        let back = IntentModel::from_parts(meta.clone(), &weights, "test-encoder", DIM, "store").unwrap();
+        assert_eq!(back.meta, m.meta);
+        assert_eq!(back.predict(&x[..5]), m.predict(&x[..5]));
+        let err = IntentModel::from_parts(meta.clone(), &weights, "multilingual-e5-small", DIM, "store").err().unwrap();
+        assert!(matches!(err, IntentError::Mismatch { .. }), "{err}");
+        let err = IntentModel::from_parts(meta, &weights[..weights.len() / 2], "test-encoder", DIM, "store").err().unwrap();
+        assert!(err.to_string().contains("store"), "{err}");
+    }
+
+    #[test]
     fn out_of_scope_class_and_threshold() {
         let mut rng = StdRng::seed_from_u64(2);
         let cs = centres(4, &mut rng);

@@ -123,8 +123,36 @@ impl IntentModel {
         let file = meta_path.display().to_string();
         let text = std::fs::read_to_string(&meta_path).map_err(|e| IntentError::Io(file.clone(), e))?;
         let meta: IntentMeta = serde_json::from_str(&text).map_err(|e| IntentError::Format(file.clone(), e.to_string()))?;
+        Self::check(&meta, encoder, dim, &file)?;
+        let head = dir.join(HEAD_FILE);
+        let head_file = head.display().to_string();
+        let bytes = std::fs::read(&head).map_err(|e| IntentError::Io(head_file.clone(), e))?;
+        let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
+            .map_err(|e| IntentError::Format(head_file.clone(), e.to_string()))?;
+        Self::new(meta, tensors, &head_file)
+    }
+
+    /// The artifact as the Store keeps it: `intent.json` as JSON and the
+    /// safetensors bytes of the head.
+    pub fn to_parts(&self) -> Result<(serde_json::Value, Vec<u8>), IntentError> {
+        let meta = serde_json::to_value(&self.meta).map_err(|e| IntentError::Invalid(e.to_string()))?;
+        let bytes = safetensors::serialize(self.tensors(), None).map_err(|e| IntentError::Invalid(e.to_string()))?;
+        Ok((meta, bytes))
+    }
+
+    /// The inverse of `to_parts`, with the same checks as `load`; `what`
+    /// names the source in errors.
+    pub fn from_parts(meta: serde_json::Value, weights: &[u8], encoder: &str, dim: usize, what: &str) -> Result<Self, IntentError> {
+        let meta: IntentMeta = serde_json::from_value(meta).map_err(|e| IntentError::Format(what.to_string(), e.to_string()))?;
+        Self::check(&meta, encoder, dim, what)?;
+        let tensors = candle_core::safetensors::load_buffer(weights, &Device::Cpu)
+            .map_err(|e| IntentError::Format(what.to_string(), e.to_string()))?;
+        Self::new(meta, tensors, what)
+    }
+
+    fn check(meta: &IntentMeta, encoder: &str, dim: usize, what: &str) -> Result<(), IntentError> {
         if meta.format_version != FORMAT_VERSION {
-            return Err(IntentError::Format(file, format!("format version {} (this build reads {FORMAT_VERSION})", meta.format_version)));
+            return Err(IntentError::Format(what.to_string(), format!("format version {} (this build reads {FORMAT_VERSION})", meta.format_version)));
         }
         if meta.encoder != encoder || meta.dim != dim {
             return Err(IntentError::Mismatch {
@@ -132,12 +160,7 @@ impl IntentModel {
                 expected: format!("{encoder} (dim {dim})"),
             });
         }
-        let head = dir.join(HEAD_FILE);
-        let head_file = head.display().to_string();
-        let bytes = std::fs::read(&head).map_err(|e| IntentError::Io(head_file.clone(), e))?;
-        let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
-            .map_err(|e| IntentError::Format(head_file.clone(), e.to_string()))?;
-        Self::new(meta, tensors, &head_file)
+        Ok(())
     }
 
     fn tensors(&self) -> HashMap<String, Tensor> {

@@ -1,0 +1,178 @@
+//! What `aicc serve` loads in the background at start: the embedder (pulled
+//! into the model dir first if missing) and the demo tenant's intent model —
+//! from the Store, else from the trained-model cache in the model dir, else
+//! trained from `demo/` and saved to both. `/readyz` reports each one.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use aicc_api::models::{ModelRegistry, ModelState};
+use aicc_core::{NewIntentModel, Store};
+use aicc_models::intent::{self, EncoderInfo, IntentModel, Rules, TrainConfig};
+use aicc_models::{E5Model, EmbedKind, EmbedWorker};
+use anyhow::Context;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+/// The demo tenant's training data, compiled in (demo/README.md).
+const DEMO_DATA: [(&str, &[u8]); 4] = [
+    ("demo/banking77/train.csv", include_bytes!("../../../demo/banking77/train.csv")),
+    ("demo/queries_ko.csv", include_bytes!("../../../demo/queries_ko.csv")),
+    ("demo/routing.csv", include_bytes!("../../../demo/routing.csv")),
+    ("demo/oos.csv", include_bytes!("../../../demo/oos.csv")),
+];
+
+/// Requests that may wait for the embedder thread before `Overloaded`.
+const EMBED_QUEUE: usize = 256;
+
+/// Starts loading in the background; returns at once.
+pub fn spawn(settings: &aicc_core::settings::Settings, store: Arc<dyn Store>, registry: Arc<ModelRegistry>, demo: Option<Uuid>) {
+    let name = settings.embedder.clone();
+    if name == "none" {
+        return;
+    }
+    registry.set_state(&name, ModelState::Loading);
+    if demo.is_some() {
+        registry.set_state(DEMO_INTENTS, ModelState::Loading);
+    }
+    let model_dir = settings.model_dir.clone();
+    tokio::spawn(async move {
+        let model = match load_embedder(&name, &model_dir).await {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!(model = %name, "cannot load the embedder: {e:#}");
+                registry.set_state(&name, ModelState::Failed);
+                if demo.is_some() {
+                    registry.set_state(DEMO_INTENTS, ModelState::Failed);
+                }
+                return;
+            }
+        };
+        match EmbedWorker::spawn(&name, model.clone(), EMBED_QUEUE) {
+            Ok(worker) => {
+                let worker: Arc<dyn aicc_core::Embedder> = Arc::new(worker);
+                registry.set_embedder(worker.clone());
+                registry.set_state(&name, ModelState::Ready);
+                if let Some(tenant) = demo {
+                    match demo_intents(&store, &model, &model_dir, tenant, &name).await {
+                        Ok(head) => match intent::Classifier::new(worker, head) {
+                            Ok(c) => {
+                                registry.set_intents(tenant, Arc::new(c));
+                                registry.set_state(DEMO_INTENTS, ModelState::Ready);
+                            }
+                            Err(e) => fail(&registry, e.into()),
+                        },
+                        Err(e) => fail(&registry, e),
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(model = %name, "cannot start the embedder thread: {e}");
+                registry.set_state(&name, ModelState::Failed);
+            }
+        }
+    });
+}
+
+const DEMO_INTENTS: &str = "intent:demo";
+
+fn fail(registry: &ModelRegistry, e: anyhow::Error) {
+    tracing::error!("the demo intent model is not available: {e:#}");
+    registry.set_state(DEMO_INTENTS, ModelState::Failed);
+}
+
+async fn load_embedder(name: &str, model_dir: &Path) -> anyhow::Result<Arc<E5Model>> {
+    let (name, model_dir) = (name.to_string(), model_dir.to_path_buf());
+    tokio::task::spawn_blocking(move || {
+        let manifest = aicc_models::Manifest::builtin()?;
+        let spec = manifest.get(&name)?;
+        anyhow::ensure!(spec.kind == "embedder" && name == "multilingual-e5-small", "`{name}` is not an embedder this build can serve");
+        let fetcher = aicc_models::Fetcher::new(&model_dir);
+        if fetcher.pull(spec)? > 0 {
+            tracing::info!(model = %name, "pulled into {}", model_dir.display());
+        }
+        let t = Instant::now();
+        let model = E5Model::load(&fetcher.file_path(spec, &spec.files[0]))?;
+        tracing::info!(model = %name, ms = t.elapsed().as_millis() as u64, "embedder loaded");
+        Ok(Arc::new(model))
+    })
+    .await?
+}
+
+/// The demo tenant's live intent model: the Store's newest version, else the
+/// cached training of the same data, else a fresh training (minutes; the log
+/// shows its progress) saved to the cache and the Store.
+async fn demo_intents(store: &Arc<dyn Store>, model: &Arc<E5Model>, model_dir: &Path, tenant: Uuid, encoder: &str) -> anyhow::Result<IntentModel> {
+    let dim = model.dim();
+    if let Some(rec) = store.latest_intent_model(tenant).await? {
+        if rec.encoder == encoder {
+            let head = IntentModel::from_parts(rec.meta, &rec.weights, encoder, dim, &format!("intent model v{}", rec.version))?;
+            tracing::info!(version = rec.version, "demo intent model loaded from the store");
+            return Ok(head);
+        }
+        tracing::warn!(version = rec.version, found = %rec.encoder, "the stored demo intent model was trained on another embedder; training anew");
+    }
+    let cache = demo_cache_dir(model_dir, encoder);
+    let head = match IntentModel::load(&cache, encoder, dim) {
+        Ok(head) => {
+            tracing::info!(dir = %cache.display(), "demo intent model loaded from the cache");
+            head
+        }
+        Err(_) => {
+            let (model, encoder_name) = (model.clone(), encoder.to_string());
+            let head = tokio::task::spawn_blocking(move || train_demo(&model, &encoder_name)).await??;
+            if let Err(e) = head.save(&cache) {
+                tracing::warn!("cannot cache the demo intent model in {}: {e}", cache.display());
+            }
+            head
+        }
+    };
+    let (meta, weights) = head.to_parts()?;
+    let rec = store.put_intent_model(NewIntentModel { tenant_id: tenant, encoder: encoder.into(), meta, weights }).await?;
+    tracing::info!(version = rec.version, "demo intent model stored");
+    Ok(head)
+}
+
+/// Keyed by the data, the encoder and the artifact format: a new build with
+/// other demo data trains anew, an unchanged one reuses the training.
+fn demo_cache_dir(model_dir: &Path, encoder: &str) -> PathBuf {
+    let mut h = Sha256::new();
+    h.update(encoder.as_bytes());
+    h.update(intent::model::FORMAT_VERSION.to_le_bytes());
+    for (name, bytes) in DEMO_DATA {
+        h.update(name.as_bytes());
+        h.update(bytes);
+    }
+    let hex: String = h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect();
+    model_dir.join("trained").join(format!("demo-intents-{hex}"))
+}
+
+/// Embeds the demo examples and trains the head, logging progress.
+pub fn train_demo(model: &E5Model, encoder: &str) -> anyhow::Result<IntentModel> {
+    // Each file holds whole classes (oos.csv only `oos`), so the class rules
+    // apply to the union, which training checks.
+    let mut examples = vec![];
+    for (name, bytes) in DEMO_DATA {
+        examples.extend(intent::data::parse(bytes, name, Rules::TEST)?);
+    }
+    tracing::info!(examples = examples.len(), "training the demo intent model");
+    let t = Instant::now();
+    let mut vectors = Vec::with_capacity(examples.len());
+    for (i, batch) in examples.chunks(64).enumerate() {
+        let texts: Vec<&str> = batch.iter().map(|e| e.text.as_str()).collect();
+        vectors.extend(model.embed_batch(&texts, EmbedKind::Query)?);
+        if i % 40 == 39 {
+            tracing::info!(embedded = vectors.len(), of = examples.len(), "embedding the demo examples");
+        }
+    }
+    tracing::info!(seconds = t.elapsed().as_secs(), "demo examples embedded");
+    let labels: Vec<String> = examples.iter().map(|e| e.intent.clone()).collect();
+    let info = EncoderInfo { name: encoder.into(), dim: model.dim() };
+    let head = intent::train(&vectors, &labels, &info, &TrainConfig::default(), &mut |e| {
+        tracing::info!(stage = e.stage, epoch = e.epoch, epochs = e.epochs, loss = e.train_loss, dev_accuracy = e.dev_accuracy, "intent training");
+    })
+    .context("training the demo intent model")?;
+    tracing::info!(seconds = t.elapsed().as_secs(), dev = ?head.meta.dev, "demo intent model trained");
+    Ok(head)
+}
