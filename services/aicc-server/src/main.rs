@@ -1,4 +1,5 @@
-//! The `aicc` command: `serve` runs the platform; `admin` manages accounts.
+//! The `aicc` command: `serve` runs the platform; `admin` manages accounts;
+//! `train`/`eval intent` build and score the intent classifier.
 //! JSON goes to stdout, progress and logs to stderr.
 
 use std::io::{BufRead, IsTerminal};
@@ -10,6 +11,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod bootstrap;
+mod intent_cli;
 mod models;
 
 #[derive(Parser)]
@@ -41,6 +43,31 @@ enum Command {
         #[command(subcommand)]
         command: BenchCommand,
     },
+    /// Train a model; writes its artifact and prints a JSON summary.
+    Train {
+        #[command(subcommand)]
+        command: TrainCommand,
+    },
+    /// Train on one file, score on another; prints one JSON object.
+    Eval {
+        #[command(subcommand)]
+        command: EvalCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TrainCommand {
+    /// The intent classifier, from a `text,intent[,language]` CSV.
+    Intent(intent_cli::TrainArgs),
+    /// The demo tenant's intent model into the model cache, as `aicc serve`
+    /// trains it on first start (to bake it into an image, or warm CI).
+    DemoIntents,
+}
+
+#[derive(Subcommand)]
+enum EvalCommand {
+    /// Intent accuracy, macro-F1 and (with `oos` test rows) in-scope accuracy and oos recall.
+    Intent(intent_cli::EvalArgs),
 }
 
 #[derive(Subcommand)]
@@ -111,6 +138,21 @@ async fn main() -> anyhow::Result<()> {
         Command::Bench { command: BenchCommand::Embed(args) } => {
             init_tracing("warn");
             println!("{}", bench::embed(args, &settings.model_dir)?);
+            Ok(())
+        }
+        Command::Train { command: TrainCommand::Intent(args) } => {
+            init_tracing("warn");
+            println!("{}", intent_cli::train(args, &settings.model_dir)?);
+            Ok(())
+        }
+        Command::Train { command: TrainCommand::DemoIntents } => {
+            init_tracing("info");
+            println!("{}", models::warm_demo_cache(&settings).await?);
+            Ok(())
+        }
+        Command::Eval { command: EvalCommand::Intent(args) } => {
+            init_tracing("warn");
+            println!("{}", intent_cli::eval(args, &settings.model_dir)?);
             Ok(())
         }
         Command::Bench { command: BenchCommand::Ws(args) } => {

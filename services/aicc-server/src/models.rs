@@ -134,6 +134,23 @@ async fn demo_intents(store: &Arc<dyn Store>, model: &Arc<E5Model>, model_dir: &
     Ok(head)
 }
 
+/// `aicc train demo-intents`: the cached demo model, trained if missing.
+pub async fn warm_demo_cache(settings: &aicc_core::settings::Settings) -> anyhow::Result<serde_json::Value> {
+    let encoder = settings.embedder.clone();
+    let model = load_embedder(&encoder, &settings.model_dir).await?;
+    let cache = demo_cache_dir(&settings.model_dir, &encoder);
+    let (head, trained) = match IntentModel::load(&cache, &encoder, model.dim()) {
+        Ok(head) => (head, false),
+        Err(_) => {
+            let enc = encoder.clone();
+            let head = tokio::task::spawn_blocking(move || train_demo(&model, &enc)).await??;
+            head.save(&cache)?;
+            (head, true)
+        }
+    };
+    Ok(serde_json::json!({ "dir": cache, "trained": trained, "labels": head.labels().len(), "dev": head.meta.dev }))
+}
+
 /// Keyed by the data, the encoder and the artifact format: a new build with
 /// other demo data trains anew, an unchanged one reuses the training.
 fn demo_cache_dir(model_dir: &Path, encoder: &str) -> PathBuf {

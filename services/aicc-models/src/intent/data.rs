@@ -195,6 +195,8 @@ pub fn parse(bytes: &[u8], file: &str, rules: Rules) -> Result<Vec<Example>, Dat
             message: format!("only {} intent ({}); at least {} are needed", per_class.len(), names.join(", "), rules.min_classes),
         });
     }
+    // In file order; whole-file problems last.
+    problems.sort_by_key(|p| p.line.unwrap_or(u64::MAX));
     if problems.is_empty() {
         Ok(examples)
     } else {

@@ -2,7 +2,7 @@
 //! sentence embeddings (`head`), its on-disk artifact and batched prediction
 //! (`model`), evaluation figures (`metrics`) and the `IntentClassifier`
 //! implementation that puts an embedder in front (`classifier`).
-//! docs/models.md describes the training recipe and the artifact.
+//! docs/intent.md describes the training recipe and the artifact.
 
 pub mod classifier;
 pub mod data;
