@@ -127,3 +127,111 @@ fn batches_match_single_texts() {
         assert!(cos > 0.9999, "`{}`: cosine {cos}", &text[..text.len().min(20)]);
     }
 }
+
+/// A tiny E5S1 file in the real layout (header, pieces, normalisation table,
+/// tensor directory, Q4_0 and f32 tensors) with random weights: hidden 64,
+/// 2 heads, FFN 128, 2 layers, 8 pieces, 16 positions.
+fn tiny_e5s1(seed: u64) -> Vec<u8> {
+    let (hidden, layers, heads, ff, max_pos, types) = (64usize, 2usize, 2usize, 128usize, 16usize, 1usize);
+    let pieces: [&str; 8] = ["<s>", "<pad>", "</s>", "<unk>", "▁", "▁a", "b", "▁ab"];
+    let voc = pieces.len();
+    let mut state = seed;
+    let mut rnd = move || {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (state >> 33) as u32
+    };
+    // Tensors first (their offsets are absolute), appended after the header below.
+    let mut tensors: Vec<(String, u8, usize, Vec<u8>)> = vec![];
+    let mut q4 = |name: String, n: usize, tensors: &mut Vec<(String, u8, usize, Vec<u8>)>| {
+        let mut b = vec![];
+        for _ in 0..n / 32 {
+            b.extend(0x2A66u16.to_le_bytes()); // f16 0.05
+            b.extend((0..16).map(|_| (rnd() & 0xFF) as u8));
+        }
+        tensors.push((name, 1, n, b));
+    };
+    let f32s = |name: String, vals: Vec<f32>, tensors: &mut Vec<(String, u8, usize, Vec<u8>)>| {
+        tensors.push((name, 0, vals.len(), vals.iter().flat_map(|v| v.to_le_bytes()).collect()));
+    };
+    q4("emb.word".into(), voc * hidden, &mut tensors);
+    f32s("emb.pos".into(), (0..max_pos * hidden).map(|i| ((i % 7) as f32 - 3.0) * 0.01).collect(), &mut tensors);
+    f32s("emb.type".into(), vec![0.01; types * hidden], &mut tensors);
+    f32s("emb.ln.w".into(), vec![1.0; hidden], &mut tensors);
+    f32s("emb.ln.b".into(), vec![0.0; hidden], &mut tensors);
+    for l in 0..layers {
+        for (m, out, inp) in [("q", hidden, hidden), ("k", hidden, hidden), ("v", hidden, hidden), ("ao", hidden, hidden), ("fi", ff, hidden), ("fo", hidden, ff)] {
+            q4(format!("l{l}.{m}.w"), out * inp, &mut tensors);
+            f32s(format!("l{l}.{m}.b"), vec![0.01; out], &mut tensors);
+        }
+        for n in ["aln", "oln"] {
+            f32s(format!("l{l}.{n}.w"), vec![1.0; hidden], &mut tensors);
+            f32s(format!("l{l}.{n}.b"), vec![0.0; hidden], &mut tensors);
+        }
+    }
+    let mut h = vec![];
+    h.extend(b"E5S1");
+    h.extend(1u32.to_le_bytes());
+    for v in [hidden, layers, heads, ff, voc, max_pos, types] {
+        h.extend((v as i32).to_le_bytes());
+    }
+    h.extend(1e-12f32.to_le_bytes());
+    h.extend(0i32.to_le_bytes());
+    h.extend((pieces.len() as i32).to_le_bytes());
+    for v in [0i32, 1, 2, 3] {
+        h.extend(v.to_le_bytes());
+    }
+    let blob: Vec<u8> = pieces.iter().flat_map(|p| p.bytes()).collect();
+    h.extend((blob.len() as u64).to_le_bytes());
+    let mut off = 0u32;
+    for p in pieces {
+        h.extend(off.to_le_bytes());
+        off += p.len() as u32;
+    }
+    h.extend(off.to_le_bytes());
+    for i in 0..pieces.len() {
+        h.extend((-(i as f32)).to_le_bytes());
+    }
+    h.extend(&blob);
+    h.extend(0i32.to_le_bytes()); // no normalisation entries
+    h.extend(0u32.to_le_bytes());
+    h.extend((tensors.len() as i32).to_le_bytes());
+    let dir_len: usize = tensors.iter().map(|t| 2 + t.0.len() + 1 + 4 + 8 + 8).sum();
+    let mut at = (h.len() + dir_len) as u64;
+    for (name, dtype, n, bytes) in &tensors {
+        h.extend((name.len() as u16).to_le_bytes());
+        h.extend(name.as_bytes());
+        h.push(*dtype);
+        h.extend((*n as u32).to_le_bytes());
+        h.extend(at.to_le_bytes());
+        h.extend((bytes.len() as u64).to_le_bytes());
+        at += bytes.len() as u64;
+    }
+    for (_, _, _, bytes) in &tensors {
+        h.extend(bytes);
+    }
+    h
+}
+
+#[test]
+fn tiny_random_files_in_the_real_format_load_and_embed() {
+    let bytes = tiny_e5s1(7);
+    let model = E5Model::from_bytes(&bytes, "tiny.bin").unwrap();
+    assert_eq!(model.dim(), 64);
+    assert_eq!(model.tokenizer.encode("ab b".as_bytes()), vec![7, 4, 6], "the stored pieces tokenize");
+    let one = model.embed("ab b", EmbedKind::Query).unwrap();
+    assert!(one.iter().all(|v| v.is_finite()));
+    assert!((one.iter().map(|v| v * v).sum::<f32>() - 1.0).abs() < 1e-4);
+    // Batched equals one by one; the same file gives the same vectors; another seed differs.
+    let batch = model.embed_batch(&["ab b", "a", "b b b b"], EmbedKind::Query).unwrap();
+    assert_eq!(batch[0], one);
+    let again = E5Model::from_bytes(&bytes, "tiny.bin").unwrap().embed("ab b", EmbedKind::Query).unwrap();
+    assert_eq!(again, one);
+    let other = E5Model::from_bytes(&tiny_e5s1(8), "tiny.bin").unwrap().embed("ab b", EmbedKind::Query).unwrap();
+    assert_ne!(other, one);
+    // Texts longer than the 14 content positions are windowed, not refused.
+    let long = model.embed(&"ab ".repeat(40), EmbedKind::Passage).unwrap();
+    assert!(long.iter().all(|v| v.is_finite()));
+    // A tensor cut short is named.
+    let err = E5Model::from_bytes(&bytes[..bytes.len() - 10], "tiny.bin").err().expect("truncated");
+    assert!(err.to_string().contains("tiny.bin"), "{err}");
+}
