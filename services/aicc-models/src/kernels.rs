@@ -247,7 +247,12 @@ impl PackedLinear {
         let w = self.w.as_ptr().add(group * GROUP * kq * PANEL);
         let mut acc = [0i32; TOKENS * PANEL * GROUP];
         for t in (t0..t1).step_by(TOKENS) {
-            tile(xq.as_ptr().add(t * kq), kq, w, acc.as_mut_ptr());
+            // A short query (12 tokens: 8 + 4) wastes no half tile.
+            if t1 - t <= TOKENS / 2 {
+                tile_half(xq.as_ptr().add(t * kq), kq, w, acc.as_mut_ptr());
+            } else {
+                tile(xq.as_ptr().add(t * kq), kq, w, acc.as_mut_ptr());
+            }
             for (r, row) in acc.chunks_exact(PANEL * GROUP).enumerate().take(m.saturating_sub(t)) {
                 let dst = std::slice::from_raw_parts_mut(out.add((t + r) * self.n + c0), PANEL * GROUP);
                 self.finish(row, xs[t + r], c0, dst, add);
@@ -321,46 +326,40 @@ struct SendPtr(*mut f32);
 unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
 
-/// 8 tokens × 32 outputs of i32 sums: for each group of 4 inputs, broadcast
-/// each token's 4 bytes and accumulate them against 2 panels of 16 weight
-/// quads. Eight tokens per weight load halve the weight traffic of a 4 × 4
-/// tile, which matters once a panel pair (k up to 1536) no longer fits L1.
-/// Named accumulators: written as arrays, the compiler spilled them.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512vnni")]
-unsafe fn tile(x: *const u32, kq: usize, w: *const u32, out: *mut i32) {
-    use std::arch::x86_64::*;
-    let (w0, w1) = (w, w.add(kq * PANEL));
-    let z = _mm512_setzero_si512();
-    let (mut a0, mut a1, mut b0, mut b1, mut c0, mut c1, mut d0, mut d1) = (z, z, z, z, z, z, z, z);
-    let (mut e0, mut e1, mut f0, mut f1, mut g0, mut g1, mut h0, mut h1) = (z, z, z, z, z, z, z, z);
-    for j in 0..kq {
-        let o = j * PANEL;
-        let p0 = _mm512_loadu_si512(w0.add(o) as *const _);
-        let p1 = _mm512_loadu_si512(w1.add(o) as *const _);
-        macro_rules! token {
-            ($t:expr, $r0:ident, $r1:ident) => {
-                let v = _mm512_set1_epi32(*x.add($t * kq + j) as i32);
-                $r0 = _mm512_dpbusd_epi32($r0, v, p0);
-                $r1 = _mm512_dpbusd_epi32($r1, v, p1);
-            };
+/// Micro-tiles of i32 sums, TOKENS (or 4, for a short remainder) tokens ×
+/// 32 outputs: for each group of 4 inputs, broadcast each token's 4 bytes and
+/// accumulate them against 2 panels of 16 weight quads. Eight tokens per
+/// weight load halve the weight traffic of a 4-token tile, which matters once
+/// a panel pair (k up to 1536) no longer fits L1. Named accumulators: written
+/// as arrays, the compiler spilled them to the stack.
+macro_rules! micro_tile {
+    ($name:ident, $($t:literal: $r0:ident $r1:ident),+) => {
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx512f,avx512vnni")]
+        unsafe fn $name(x: *const u32, kq: usize, w: *const u32, out: *mut i32) {
+            use std::arch::x86_64::*;
+            let (w0, w1) = (w, w.add(kq * PANEL));
+            $(let mut $r0 = _mm512_setzero_si512(); let mut $r1 = _mm512_setzero_si512();)+
+            for j in 0..kq {
+                let o = j * PANEL;
+                let p0 = _mm512_loadu_si512(w0.add(o) as *const _);
+                let p1 = _mm512_loadu_si512(w1.add(o) as *const _);
+                $(
+                    let v = _mm512_set1_epi32(*x.add($t * kq + j) as i32);
+                    $r0 = _mm512_dpbusd_epi32($r0, v, p0);
+                    $r1 = _mm512_dpbusd_epi32($r1, v, p1);
+                )+
+            }
+            $(
+                _mm512_storeu_si512(out.add($t * GROUP * PANEL) as *mut _, $r0);
+                _mm512_storeu_si512(out.add(($t * GROUP + 1) * PANEL) as *mut _, $r1);
+            )+
         }
-        token!(0, a0, a1);
-        token!(1, b0, b1);
-        token!(2, c0, c1);
-        token!(3, d0, d1);
-        token!(4, e0, e1);
-        token!(5, f0, f1);
-        token!(6, g0, g1);
-        token!(7, h0, h1);
-    }
-    let rows = [[a0, a1], [b0, b1], [c0, c1], [d0, d1], [e0, e1], [f0, f1], [g0, g1], [h0, h1]];
-    for (t, row) in rows.iter().enumerate() {
-        for (c, v) in row.iter().enumerate() {
-            _mm512_storeu_si512(out.add((t * GROUP + c) * PANEL) as *mut _, *v);
-        }
-    }
+    };
 }
+
+micro_tile!(tile, 0: a0 a1, 1: b0 b1, 2: c0 c1, 3: d0 d1, 4: e0 e1, 5: f0 f1, 6: g0 g1, 7: h0 h1);
+micro_tile!(tile_half, 0: a0 a1, 1: b0 b1, 2: c0 c1, 3: d0 d1);
 
 /// erf as a rational function of x (the single-precision approximation of
 /// Eigen and XLA): no `exp`, no branch, so loops over it vectorise.
@@ -478,6 +477,21 @@ unsafe fn attend_avx512(qkv: &[f32], start: usize, len: usize, h: usize, hd: usi
     attend(qkv, start, len, h, hd, hidden, ctx)
 }
 
+/// Eight partial sums: a plain `sum()` of floats is one serial chain (the
+/// compiler may not reorder it), which made attention 12% of a short query.
+#[inline(always)]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut s = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            s[i] += x[i] * y[i];
+        }
+    }
+    s.iter().sum::<f32>() + tail
+}
+
 /// One head of one window: softmax(q·kᵀ/√d)·v for each of its tokens.
 #[inline(always)]
 unsafe fn attend(qkv: &[f32], start: usize, len: usize, h: usize, hd: usize, hidden: usize, ctx: *mut f32) {
@@ -488,7 +502,7 @@ unsafe fn attend(qkv: &[f32], start: usize, len: usize, h: usize, hd: usize, hid
         let q = row(i, 0);
         let mut max = f32::NEG_INFINITY;
         for (j, s) in scores.iter_mut().enumerate() {
-            *s = q.iter().zip(row(j, 1)).map(|(a, b)| a * b).sum::<f32>() * scale;
+            *s = dot(q, row(j, 1)) * scale;
             max = max.max(*s);
         }
         let mut sum = 0.0;
