@@ -267,3 +267,23 @@ async fn bench_ws_smoke() {
     assert_eq!(sent, delivered, "every message reached its agent: {v}");
     assert!(v["p99_ms"].as_f64().unwrap() > 0.0 && v["server_peak_rss_mb"].as_f64().unwrap() > 0.0, "{v}");
 }
+
+/// The smoke versions of `aicc bench embed` and `aicc bench intent` on the real
+/// model (figures: docs/benchmarks.md); JSON as CONTRACT.md spells it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_embed_and_intent_smoke() {
+    let dir = scratch_dir();
+    for (what, extra) in [("embed", "batch_sentences_per_s"), ("intent", "model")] {
+        let out = aicc(&dir)
+            .env_remove("AICC_EMBEDDER")
+            .env("AICC_MODEL_DIR", shared_model_dir())
+            .args(["bench", what, "--queries", "5", "--batch", "8"])
+            .output()
+            .await
+            .unwrap();
+        assert!(out.status.success(), "{what}: {}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(v["p50_ms"].as_f64().unwrap() > 0.0 && v["p99_ms"].as_f64().unwrap() >= v["p50_ms"].as_f64().unwrap(), "{v}");
+        assert!(v["threads"].as_u64().unwrap() >= 1 && !v[extra].is_null(), "{v}");
+    }
+}

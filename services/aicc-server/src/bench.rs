@@ -360,3 +360,35 @@ pub fn embed(args: EmbedArgs, model_dir: &std::path::Path) -> anyhow::Result<Val
         "batch_sentences_per_s": (per_s * 10.0).round() / 10.0,
     }))
 }
+
+/// `aicc bench intent`: one customer message → intent, as the dialog will
+/// ask it (embed with the query prefix, then the head), one at a time.
+pub fn intent(args: EmbedArgs, model_dir: &std::path::Path, head_dir: &std::path::Path) -> anyhow::Result<Value> {
+    let model = aicc_models::E5Model::load(&model_dir.join("multilingual-e5-small/e5-small-q4.bin"))?;
+    let head = aicc_models::intent::IntentModel::load(head_dir, "multilingual-e5-small", model.dim())?;
+    let messages = [
+        "카드가 아직 안 왔어요",
+        "I still haven't received my new card",
+        "해외에서 카드 결제가 안 돼요",
+        "Why was I charged a fee for the transfer?",
+        "상담원 연결해 주세요",
+        "What's the weather like in Busan tomorrow?",
+    ];
+    let mut times = Vec::with_capacity(args.queries);
+    for i in 0..args.queries + messages.len() {
+        let t = Instant::now();
+        let v = model.embed(messages[i % messages.len()], aicc_models::EmbedKind::Query)?;
+        let p = head.predict(&[v]);
+        anyhow::ensure!(p.len() == 1, "one prediction per message");
+        if i >= messages.len() {
+            times.push(t.elapsed().as_micros() as u64); // the first round warms up
+        }
+    }
+    times.sort_unstable();
+    Ok(json!({
+        "model": "multilingual-e5-small + demo intent head",
+        "threads": aicc_models::kernels::threads(),
+        "p50_ms": percentile(&times, 0.50),
+        "p99_ms": percentile(&times, 0.99),
+    }))
+}

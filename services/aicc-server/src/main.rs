@@ -84,6 +84,9 @@ enum BenchCommand {
     Ws(bench::WsArgs),
     /// Embedder latency and throughput (docs/benchmarks.md).
     Embed(bench::EmbedArgs),
+    /// Classifying one message with the demo intent model, embedding included
+    /// (trains it into the cache first if missing; docs/benchmarks.md).
+    Intent(bench::EmbedArgs),
 }
 
 #[derive(Subcommand)]
@@ -134,6 +137,12 @@ async fn main() -> anyhow::Result<()> {
         Command::Models { command } => {
             init_tracing("warn");
             models(command, &settings)
+        }
+        Command::Bench { command: BenchCommand::Intent(args) } => {
+            init_tracing("warn");
+            let head = models::warm_demo_cache(&settings).await?;
+            println!("{}", bench::intent(args, &settings.model_dir, std::path::Path::new(head["dir"].as_str().unwrap_or_default()))?);
+            Ok(())
         }
         Command::Bench { command: BenchCommand::Embed(args) } => {
             init_tracing("warn");
