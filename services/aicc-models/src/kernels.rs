@@ -172,21 +172,58 @@ impl PackedLinear {
                 if !self.precise {
                     return self.pass(xq, xs, m, out, false, gelu, fast);
                 }
-                self.pass(xq, xs, m, out, false, false, fast);
-                with_scratch(&RESIDUALS, m * self.k, |r| {
-                    for t in 0..m {
-                        // SAFETY: the row of `xq` is k bytes long.
-                        let q = unsafe { std::slice::from_raw_parts(xq.as_ptr().add(t * kq) as *const u8, self.k) };
-                        let row = t * self.k..(t + 1) * self.k;
-                        for ((r, x), q) in r[row.clone()].iter_mut().zip(&x[row]).zip(q) {
-                            *r = x - (*q as i32 - 128) as f32 * xs[t];
+                with_scratch(&RESIDUAL_Q, rows * kq, |rq| {
+                    with_scratch(&RESIDUAL_S, rows, |rs| {
+                        with_scratch(&RESIDUALS, m * self.k, |r| {
+                            for t in 0..m {
+                                // SAFETY: the row of `xq` is k bytes long.
+                                let q = unsafe { std::slice::from_raw_parts(xq.as_ptr().add(t * kq) as *const u8, self.k) };
+                                let row = t * self.k..(t + 1) * self.k;
+                                for ((r, x), q) in r[row.clone()].iter_mut().zip(&x[row]).zip(q) {
+                                    *r = x - (*q as i32 - 128) as f32 * xs[t];
+                                }
+                            }
+                            self.quantize(r, m, rq, rs);
+                        });
+                        if fast {
+                            self.pass_two_digits((xq, xs), (rq, rs), m, out, gelu);
+                        } else {
+                            self.pass(xq, xs, m, out, false, false, fast);
+                            self.pass(rq, rs, m, out, true, gelu, fast);
                         }
-                    }
-                    self.quantize(r, m, xq, xs);
+                    })
                 });
-                self.pass(xq, xs, m, out, true, gelu, fast);
             })
         });
+    }
+
+    /// `pass` for both digits at once (fast path only).
+    fn pass_two_digits(&self, first: (&[u32], &[f32]), second: (&[u32], &[f32]), m: usize, out: &mut [f32], gelu: bool) {
+        let groups = self.n / (PANEL * GROUP);
+        let chunks = m.div_ceil(TASK_TOKENS);
+        let out_ptr = SendPtr(out.as_mut_ptr());
+        let task = |task: usize| {
+            let (chunk, group) = (task / groups, task % groups);
+            let (t0, t1) = (chunk * TASK_TOKENS, ((chunk + 1) * TASK_TOKENS).min(m));
+            let out = out_ptr;
+            // SAFETY: as in `pass`; only called where `fast_path()` holds.
+            #[cfg(target_arch = "x86_64")]
+            unsafe {
+                self.group_two_digits(first, second, group, t0, t1, m, out.0)
+            };
+            if gelu {
+                let c0 = group * PANEL * GROUP;
+                for t in t0..t1 {
+                    // SAFETY: the block this task just wrote.
+                    gelu_slice(unsafe { std::slice::from_raw_parts_mut(out.0.add(t * self.n + c0), PANEL * GROUP) });
+                }
+            }
+        };
+        if 2 * m * self.n * self.k < PARALLEL_MACS {
+            (0..groups * chunks).for_each(task);
+        } else {
+            (0..groups * chunks).into_par_iter().for_each(task);
+        }
     }
 
     fn quantize(&self, x: &[f32], m: usize, xq: &mut [u32], xs: &mut [f32]) {
@@ -249,13 +286,37 @@ impl PackedLinear {
         for t in (t0..t1).step_by(TOKENS) {
             // A short query (12 tokens: 8 + 4) wastes no half tile.
             if t1 - t <= TOKENS / 2 {
-                tile_half(xq.as_ptr().add(t * kq), kq, w, acc.as_mut_ptr());
+                tile_half(xq.as_ptr().add(t * kq), xq.as_ptr(), kq, w, acc.as_mut_ptr());
             } else {
-                tile(xq.as_ptr().add(t * kq), kq, w, acc.as_mut_ptr());
+                tile(xq.as_ptr().add(t * kq), xq.as_ptr(), kq, w, acc.as_mut_ptr());
             }
             for (r, row) in acc.chunks_exact(PANEL * GROUP).enumerate().take(m.saturating_sub(t)) {
                 let dst = std::slice::from_raw_parts_mut(out.add((t + r) * self.n + c0), PANEL * GROUP);
                 self.finish(row, xs[t + r], c0, dst, add);
+            }
+        }
+    }
+
+    /// Both digits at once (`xq`/`xs` the first, `rq`/`rs` the rounding
+    /// residue), 4 tokens per tile; the same numbers as a first pass and an
+    /// adding second one.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512vnni")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn group_two_digits(&self, (xq, xs): (&[u32], &[f32]), (rq, rs): (&[u32], &[f32]), group: usize, t0: usize, t1: usize, m: usize, out: *mut f32) {
+        let kq = self.k / 4;
+        let c0 = group * PANEL * GROUP;
+        let w = self.w.as_ptr().add(group * GROUP * kq * PANEL);
+        let mut acc = [0i32; TOKENS * PANEL * GROUP];
+        let half = TOKENS / 2;
+        for t in (t0..t1).step_by(half) {
+            tile_two_digits(xq.as_ptr().add(t * kq), rq.as_ptr().add(t * kq), kq, w, acc.as_mut_ptr());
+            let (first, second) = acc.split_at(half * PANEL * GROUP);
+            for r in 0..half.min(m.saturating_sub(t)) {
+                let dst = std::slice::from_raw_parts_mut(out.add((t + r) * self.n + c0), PANEL * GROUP);
+                let rows = r * PANEL * GROUP..(r + 1) * PANEL * GROUP;
+                self.finish(&first[rows.clone()], xs[t + r], c0, dst, false);
+                self.finish(&second[rows], rs[t + r], c0, dst, true);
             }
         }
     }
@@ -295,6 +356,8 @@ thread_local! {
     static ACTIVATIONS: std::cell::RefCell<Vec<u32>> = const { std::cell::RefCell::new(Vec::new()) };
     static SCALES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
     static RESIDUALS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    static RESIDUAL_Q: std::cell::RefCell<Vec<u32>> = const { std::cell::RefCell::new(Vec::new()) };
+    static RESIDUAL_S: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Runs `f` on a buffer of at least `len` values kept by this thread: a
@@ -333,10 +396,11 @@ unsafe impl Sync for SendPtr {}
 /// a panel pair (k up to 1536) no longer fits L1. Named accumulators: written
 /// as arrays, the compiler spilled them to the stack.
 macro_rules! micro_tile {
-    ($name:ident, $($t:literal: $r0:ident $r1:ident),+) => {
+    ($name:ident($x:ident, $y:ident), $($src:ident $t:literal $o:literal: $r0:ident $r1:ident),+) => {
         #[cfg(target_arch = "x86_64")]
         #[target_feature(enable = "avx512f,avx512vnni")]
-        unsafe fn $name(x: *const u32, kq: usize, w: *const u32, out: *mut i32) {
+        #[allow(unused_variables)]
+        unsafe fn $name($x: *const u32, $y: *const u32, kq: usize, w: *const u32, out: *mut i32) {
             use std::arch::x86_64::*;
             let (w0, w1) = (w, w.add(kq * PANEL));
             $(let mut $r0 = _mm512_setzero_si512(); let mut $r1 = _mm512_setzero_si512();)+
@@ -345,21 +409,25 @@ macro_rules! micro_tile {
                 let p0 = _mm512_loadu_si512(w0.add(o) as *const _);
                 let p1 = _mm512_loadu_si512(w1.add(o) as *const _);
                 $(
-                    let v = _mm512_set1_epi32(*x.add($t * kq + j) as i32);
+                    let v = _mm512_set1_epi32(*$src.add($t * kq + j) as i32);
                     $r0 = _mm512_dpbusd_epi32($r0, v, p0);
                     $r1 = _mm512_dpbusd_epi32($r1, v, p1);
                 )+
             }
             $(
-                _mm512_storeu_si512(out.add($t * GROUP * PANEL) as *mut _, $r0);
-                _mm512_storeu_si512(out.add(($t * GROUP + 1) * PANEL) as *mut _, $r1);
+                _mm512_storeu_si512(out.add($o * GROUP * PANEL) as *mut _, $r0);
+                _mm512_storeu_si512(out.add(($o * GROUP + 1) * PANEL) as *mut _, $r1);
             )+
         }
     };
 }
 
-micro_tile!(tile, 0: a0 a1, 1: b0 b1, 2: c0 c1, 3: d0 d1, 4: e0 e1, 5: f0 f1, 6: g0 g1, 7: h0 h1);
-micro_tile!(tile_half, 0: a0 a1, 1: b0 b1, 2: c0 c1, 3: d0 d1);
+// Rows `x`+t (and `y`+t) go to output row o.
+micro_tile!(tile(x, y), x 0 0: a0 a1, x 1 1: b0 b1, x 2 2: c0 c1, x 3 3: d0 d1, x 4 4: e0 e1, x 5 5: f0 f1, x 6 6: g0 g1, x 7 7: h0 h1);
+micro_tile!(tile_half(x, y), x 0 0: a0 a1, x 1 1: b0 b1, x 2 2: c0 c1, x 3 3: d0 d1);
+// Both activation digits of 4 tokens in one pass over the weights: the weight
+// stream, not the arithmetic, bounds a short query.
+micro_tile!(tile_two_digits(x, y), x 0 0: a0 a1, x 1 1: b0 b1, x 2 2: c0 c1, x 3 3: d0 d1, y 0 4: e0 e1, y 1 5: f0 f1, y 2 6: g0 g1, y 3 7: h0 h1);
 
 /// erf as a rational function of x (the single-precision approximation of
 /// Eigen and XLA): no `exp`, no branch, so loops over it vectorise.
