@@ -199,31 +199,13 @@ impl PackedLinear {
 
     /// `pass` for both digits at once (fast path only).
     fn pass_two_digits(&self, first: (&[u32], &[f32]), second: (&[u32], &[f32]), m: usize, out: &mut [f32], gelu: bool) {
-        let groups = self.n / (PANEL * GROUP);
-        let chunks = m.div_ceil(TASK_TOKENS);
-        let out_ptr = SendPtr(out.as_mut_ptr());
-        let task = |task: usize| {
-            let (chunk, group) = (task / groups, task % groups);
-            let (t0, t1) = (chunk * TASK_TOKENS, ((chunk + 1) * TASK_TOKENS).min(m));
-            let out = out_ptr;
-            // SAFETY: as in `pass`; only called where `fast_path()` holds.
+        self.schedule(m, 2, out, gelu, |group, t0, t1, out| {
+            // SAFETY: only called where `fast_path()` holds.
             #[cfg(target_arch = "x86_64")]
             unsafe {
-                self.group_two_digits(first, second, group, t0, t1, m, out.0)
+                self.group_two_digits(first, second, group, t0, t1, m, out)
             };
-            if gelu {
-                let c0 = group * PANEL * GROUP;
-                for t in t0..t1 {
-                    // SAFETY: the block this task just wrote.
-                    gelu_slice(unsafe { std::slice::from_raw_parts_mut(out.0.add(t * self.n + c0), PANEL * GROUP) });
-                }
-            }
-        };
-        if 2 * m * self.n * self.k < PARALLEL_MACS {
-            (0..groups * chunks).for_each(task);
-        } else {
-            (0..groups * chunks).into_par_iter().for_each(task);
-        }
+        });
     }
 
     fn quantize(&self, x: &[f32], m: usize, xq: &mut [u32], xs: &mut [f32]) {
@@ -239,6 +221,26 @@ impl PackedLinear {
     /// adds `x·Wᵀ` to what `out` holds; then GELU if asked.
     #[allow(clippy::too_many_arguments)]
     fn pass(&self, xq: &[u32], xs: &[f32], m: usize, out: &mut [f32], add: bool, gelu: bool, fast: bool) {
+        self.schedule(m, 1, out, gelu, |group, t0, t1, out| {
+            // SAFETY: the fast path is taken only where the CPU has AVX-512 VNNI.
+            unsafe {
+                #[cfg(target_arch = "x86_64")]
+                if fast {
+                    self.group_avx512(xq, xs, group, t0, t1, m, out, add);
+                } else {
+                    self.group_portable(xq, xs, group, t0, t1, out, add);
+                }
+                #[cfg(not(target_arch = "x86_64"))]
+                self.group_portable(xq, xs, group, t0, t1, out, add);
+            }
+        });
+    }
+
+    /// Splits a product of `m` tokens into (token range × 32 outputs) tasks,
+    /// runs `block(group, t0, t1, out)` for each — on the pool when the
+    /// product (`digits` passes' worth) is large — then GELU on the block.
+    /// Each task writes only its own block of `out`.
+    fn schedule(&self, m: usize, digits: usize, out: &mut [f32], gelu: bool, block: impl Fn(usize, usize, usize, *mut f32) + Sync) {
         let groups = self.n / (PANEL * GROUP);
         let chunks = m.div_ceil(TASK_TOKENS);
         let out_ptr = SendPtr(out.as_mut_ptr());
@@ -246,18 +248,7 @@ impl PackedLinear {
             let (chunk, group) = (task / groups, task % groups);
             let (t0, t1) = (chunk * TASK_TOKENS, ((chunk + 1) * TASK_TOKENS).min(m));
             let out = out_ptr;
-            // SAFETY: each task writes its own (token range × 32 columns) block
-            // of `out`; the fast path is taken only where the CPU has AVX-512 VNNI.
-            unsafe {
-                #[cfg(target_arch = "x86_64")]
-                if fast {
-                    self.group_avx512(xq, xs, group, t0, t1, m, out.0, add);
-                } else {
-                    self.group_portable(xq, xs, group, t0, t1, out.0, add);
-                }
-                #[cfg(not(target_arch = "x86_64"))]
-                self.group_portable(xq, xs, group, t0, t1, out.0, add);
-            }
+            block(group, t0, t1, out.0);
             if gelu {
                 let c0 = group * PANEL * GROUP;
                 for t in t0..t1 {
@@ -266,7 +257,7 @@ impl PackedLinear {
                 }
             }
         };
-        if m * self.n * self.k < PARALLEL_MACS {
+        if digits * m * self.n * self.k < PARALLEL_MACS {
             (0..groups * chunks).for_each(task);
         } else {
             (0..groups * chunks).into_par_iter().for_each(task);
