@@ -363,9 +363,7 @@ pub fn embed(args: EmbedArgs, model_dir: &std::path::Path) -> anyhow::Result<Val
 
 /// `aicc bench intent`: one customer message → intent, as the dialog will
 /// ask it (embed with the query prefix, then the head), one at a time.
-pub fn intent(args: EmbedArgs, model_dir: &std::path::Path, head_dir: &std::path::Path) -> anyhow::Result<Value> {
-    let model = aicc_models::E5Model::load(&model_dir.join("multilingual-e5-small/e5-small-q4.bin"))?;
-    let head = aicc_models::intent::IntentModel::load(head_dir, "multilingual-e5-small", model.dim())?;
+pub fn intent(args: EmbedArgs, model: &aicc_models::E5Model, head: &aicc_models::intent::IntentModel) -> anyhow::Result<Value> {
     let messages = [
         "카드가 아직 안 왔어요",
         "I still haven't received my new card",

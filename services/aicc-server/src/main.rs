@@ -140,8 +140,8 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Bench { command: BenchCommand::Intent(args) } => {
             init_tracing("warn");
-            let head = models::warm_demo_cache(&settings).await?;
-            println!("{}", bench::intent(args, &settings.model_dir, std::path::Path::new(head["dir"].as_str().unwrap_or_default()))?);
+            let demo = models::warm_demo_cache(&settings).await?;
+            println!("{}", bench::intent(args, &demo.model, &demo.head)?);
             Ok(())
         }
         Command::Bench { command: BenchCommand::Embed(args) } => {
@@ -156,7 +156,9 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Train { command: TrainCommand::DemoIntents } => {
             init_tracing("info");
-            println!("{}", models::warm_demo_cache(&settings).await?);
+            let demo = models::warm_demo_cache(&settings).await?;
+            let head = &demo.head;
+            println!("{}", serde_json::json!({ "dir": demo.dir, "trained": demo.trained, "labels": head.labels().len(), "dev": head.meta.dev }));
             Ok(())
         }
         Command::Eval { command: EvalCommand::Intent(args) } => {

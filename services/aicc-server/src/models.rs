@@ -113,42 +113,48 @@ async fn demo_intents(store: &Arc<dyn Store>, model: &Arc<E5Model>, model_dir: &
         }
         tracing::warn!(version = rec.version, found = %rec.encoder, "the stored demo intent model was trained on another embedder; training anew");
     }
-    let cache = demo_cache_dir(model_dir, encoder);
-    let head = match IntentModel::load(&cache, encoder, dim) {
-        Ok(head) => {
-            tracing::info!(dir = %cache.display(), "demo intent model loaded from the cache");
-            head
-        }
-        Err(_) => {
-            let (model, encoder_name) = (model.clone(), encoder.to_string());
-            let head = tokio::task::spawn_blocking(move || train_demo(&model, &encoder_name)).await??;
-            if let Err(e) = head.save(&cache) {
-                tracing::warn!("cannot cache the demo intent model in {}: {e}", cache.display());
-            }
-            head
-        }
-    };
+    let (head, cache, trained) = cached_or_trained(model, model_dir, encoder).await?;
+    if !trained {
+        tracing::info!(dir = %cache.display(), "demo intent model loaded from the cache");
+    } else if let Err(e) = head.save(&cache) {
+        tracing::warn!("cannot cache the demo intent model in {}: {e}", cache.display());
+    }
     let (meta, weights) = head.to_parts()?;
     let rec = store.put_intent_model(NewIntentModel { tenant_id: tenant, encoder: encoder.into(), meta, weights }).await?;
     tracing::info!(version = rec.version, "demo intent model stored");
     Ok(head)
 }
 
-/// `aicc train demo-intents`: the cached demo model, trained if missing.
-pub async fn warm_demo_cache(settings: &aicc_core::settings::Settings) -> anyhow::Result<serde_json::Value> {
-    let encoder = settings.embedder.clone();
-    let model = load_embedder(&encoder, &settings.model_dir).await?;
-    let cache = demo_cache_dir(&settings.model_dir, &encoder);
-    let (head, trained) = match IntentModel::load(&cache, &encoder, model.dim()) {
-        Ok(head) => (head, false),
-        Err(_) => {
-            let enc = encoder.clone();
-            let head = tokio::task::spawn_blocking(move || train_demo(&model, &enc)).await??;
-            head.save(&cache)?;
-            (head, true)
-        }
-    };
-    Ok(serde_json::json!({ "dir": cache, "trained": trained, "labels": head.labels().len(), "dev": head.meta.dev }))
+/// The demo head from the trained cache, else freshly trained (not saved:
+/// callers decide what a failed save means); with its cache dir and whether
+/// it was trained.
+async fn cached_or_trained(model: &Arc<E5Model>, model_dir: &Path, encoder: &str) -> anyhow::Result<(IntentModel, PathBuf, bool)> {
+    let cache = demo_cache_dir(model_dir, encoder);
+    if let Ok(head) = IntentModel::load(&cache, encoder, model.dim()) {
+        return Ok((head, cache, false));
+    }
+    let (model, encoder) = (model.clone(), encoder.to_string());
+    let head = tokio::task::spawn_blocking(move || train_demo(&model, &encoder)).await??;
+    Ok((head, cache, true))
+}
+
+/// The embedder and the demo tenant's head, as `aicc train demo-intents` and
+/// `aicc bench intent` need them.
+pub struct DemoHead {
+    pub model: Arc<E5Model>,
+    pub head: IntentModel,
+    pub dir: PathBuf,
+    pub trained: bool,
+}
+
+/// The cached demo model, trained (and cached) if missing.
+pub async fn warm_demo_cache(settings: &aicc_core::settings::Settings) -> anyhow::Result<DemoHead> {
+    let model = load_embedder(&settings.embedder, &settings.model_dir).await?;
+    let (head, dir, trained) = cached_or_trained(&model, &settings.model_dir, &settings.embedder).await?;
+    if trained {
+        head.save(&dir)?;
+    }
+    Ok(DemoHead { model, head, dir, trained })
 }
 
 /// Keyed by the data, the encoder and the artifact format: a new build with
