@@ -152,7 +152,9 @@ async fn login_failures_and_rate_limit() {
 async fn replicas_share_the_signing_key() {
     let app = spawn_app(Backend::Postgres).await;
     let settings = app.settings.clone();
-    let second = aicc_api::Application::build(settings, app.store.clone(), app.bus.clone()).await.unwrap();
+    let second = aicc_api::Application::build(settings, app.store.clone(), app.bus.clone(), std::sync::Arc::new(app.kb.clone()))
+        .await
+        .unwrap();
     let url2 = format!("http://127.0.0.1:{}", second.port());
     tokio::spawn(second.run_until_stopped());
     let token = app.login("acme", "agent@acme.test").await;

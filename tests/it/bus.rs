@@ -82,7 +82,8 @@ async fn readyz_reports_redis_outage_and_recovery() {
     let bus: std::sync::Arc<dyn Bus> = std::sync::Arc::new(RedisBus::connect(&redis.url()).await.unwrap());
     let settings = aicc_core::settings::Settings { bind: "127.0.0.1:0".into(), demo: false, ..Default::default() };
     store.ensure_tenant("acme", "acme", &Default::default()).await.unwrap();
-    let app = aicc_api::Application::build(settings, store, bus.clone()).await.unwrap();
+    let kb = std::sync::Arc::new(aicc_tests::knowledge_base(&store, &bus));
+    let app = aicc_api::Application::build(settings, store, bus.clone(), kb).await.unwrap();
     let url = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
     let get = |path: &str| reqwest::get(format!("{url}{path}"));

@@ -65,6 +65,12 @@ pub struct TestApp {
     pub store: Arc<dyn Store>,
     pub bus: Arc<dyn aicc_core::Bus>,
     pub settings: Settings,
+    pub kb: aicc_search::KnowledgeBase,
+}
+
+/// A knowledge base on `store` with the embedding cache in memory.
+pub fn knowledge_base(store: &Arc<dyn Store>, bus: &Arc<dyn aicc_core::Bus>) -> aicc_search::KnowledgeBase {
+    aicc_search::KnowledgeBase::new(store.clone(), Some(bus.clone()), None)
 }
 
 pub async fn spawn_app(backend: Backend) -> TestApp {
@@ -98,10 +104,13 @@ pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Settings))
         }
     }
     let bus: Arc<dyn aicc_core::Bus> = Arc::new(aicc_bus::InProcessBus::new());
-    let app = aicc_api::Application::build(settings.clone(), store.clone(), bus.clone()).await.expect("build app");
+    let kb = knowledge_base(&store, &bus);
+    let app = aicc_api::Application::build(settings.clone(), store.clone(), bus.clone(), Arc::new(kb.clone()))
+        .await
+        .expect("build app");
     let url = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
-    TestApp { url, client: reqwest::Client::new(), store, bus, settings }
+    TestApp { url, client: reqwest::Client::new(), store, bus, settings, kb }
 }
 
 impl TestApp {
@@ -163,7 +172,9 @@ impl TestApp {
 
     /// A fresh `AppState` on this app's store and bus, for calling server functions directly.
     pub async fn state(&self) -> aicc_api::AppState {
-        aicc_api::AppState::new(self.settings.clone(), self.store.clone(), self.bus.clone()).await.unwrap()
+        aicc_api::AppState::new(self.settings.clone(), self.store.clone(), self.bus.clone(), Arc::new(self.kb.clone()))
+            .await
+            .unwrap()
     }
 
     pub async fn tenant_id(&self, slug: &str) -> Uuid {

@@ -110,6 +110,25 @@ pub trait Store: Send + Sync + 'static {
     /// The newest version, if the tenant has any.
     async fn latest_intent_model(&self, tenant_id: Uuid) -> StoreResult<Option<IntentModelRecord>>;
 
+    // Knowledge base (versions are immutable once written)
+    /// Writes a new version (the next number) with exactly `articles`, all or nothing.
+    async fn create_kb_version(
+        &self,
+        tenant_id: Uuid,
+        parent: Option<i64>,
+        source: &str,
+        articles: &[crate::kb::Article],
+    ) -> StoreResult<crate::kb::KbVersion>;
+    /// Newest first.
+    async fn kb_versions(&self, tenant_id: Uuid) -> StoreResult<Vec<crate::kb::KbVersion>>;
+    async fn kb_version(&self, tenant_id: Uuid, version: i64) -> StoreResult<Option<crate::kb::KbVersion>>;
+    /// The live version's number, if the tenant has published one.
+    async fn kb_live_version(&self, tenant_id: Uuid) -> StoreResult<Option<i64>>;
+    /// The articles of a version, by id.
+    async fn kb_articles(&self, tenant_id: Uuid, version: i64) -> StoreResult<Vec<crate::kb::Article>>;
+    /// Makes `version` live (`not_found` if it does not exist).
+    async fn publish_kb_version(&self, tenant_id: Uuid, version: i64) -> StoreResult<crate::kb::KbVersion>;
+
     // Audit
     async fn record_event(&self, event: NewEvent) -> StoreResult<()>;
     /// Newest first.

@@ -93,3 +93,27 @@ pub async fn create_user(
         .await?;
     Ok(CreatedUser { user_id: user.id, email, generated_password: generated.then_some(password) })
 }
+
+/// The demo tenant's FAQ, compiled in (demo/README.md).
+pub const DEMO_FAQ: &[u8] = include_bytes!("../../../demo/faq.csv");
+
+/// Imports and publishes the demo FAQ when the demo tenant has no knowledge
+/// yet (first start of any backend). Later starts leave the tenant's own
+/// edits alone.
+pub async fn demo_knowledge(store: &Arc<dyn Store>, kb: &dyn aicc_core::KnowledgeIndex) -> anyhow::Result<()> {
+    let tenant = store.tenant_by_slug(DEMO_TENANT).await?.context("the demo tenant is missing")?;
+    if !store.kb_versions(tenant.id).await?.is_empty() {
+        return Ok(());
+    }
+    let upload = aicc_core::Upload {
+        bytes: DEMO_FAQ.to_vec(),
+        content_type: Some("text/csv".into()),
+        filename: Some("faq.csv".into()),
+    };
+    let version = kb.import(tenant.id, upload, aicc_core::ImportMode::Replace).await?;
+    // Two replicas starting at once may both import; publishing the newest of
+    // them is harmless (same content).
+    kb.publish(tenant.id, version.version).await?;
+    tracing::info!(articles = version.article_count, version = version.version, "published the demo knowledge");
+    Ok(())
+}

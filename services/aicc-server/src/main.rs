@@ -4,6 +4,7 @@
 
 use std::io::{BufRead, IsTerminal};
 use std::path::Path;
+use std::sync::Arc;
 
 use aicc_core::settings::Settings;
 use anyhow::Context;
@@ -12,6 +13,7 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod bootstrap;
 mod intent_cli;
+mod kb_cli;
 mod models;
 
 #[derive(Parser)]
@@ -53,6 +55,17 @@ enum Command {
         #[command(subcommand)]
         command: EvalCommand,
     },
+    /// The knowledge base.
+    Kb {
+        #[command(subcommand)]
+        command: KbCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KbCommand {
+    /// Stores a FAQ file as a new draft version and indexes it.
+    Import(kb_cli::ImportArgs),
 }
 
 #[derive(Subcommand)]
@@ -68,6 +81,7 @@ enum TrainCommand {
 enum EvalCommand {
     /// Intent accuracy, macro-F1 and (with `oos` test rows) in-scope accuracy and oos recall.
     Intent(intent_cli::EvalArgs),
+    Retrieval(kb_cli::EvalArgs),
 }
 
 #[derive(Subcommand)]
@@ -166,6 +180,16 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", intent_cli::eval(args, &settings.model_dir)?);
             Ok(())
         }
+        Command::Eval { command: EvalCommand::Retrieval(args) } => {
+            init_tracing("warn");
+            println!("{}", kb_cli::eval(args, &settings).await?);
+            Ok(())
+        }
+        Command::Kb { command: KbCommand::Import(args) } => {
+            init_tracing("warn");
+            println!("{}", kb_cli::import(args, &settings).await?);
+            Ok(())
+        }
         Command::Bench { command: BenchCommand::Ws(args) } => {
             init_tracing("warn");
             println!("{}", bench::ws(args).await?);
@@ -260,8 +284,12 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         Some(d) => store.tenant_by_slug(&d.tenant).await?.map(|t| t.id),
         None => None,
     };
-    let app = aicc_api::Application::build(settings.clone(), store.clone(), bus).await?;
-    models::spawn(&settings, store, app.models(), demo_id);
+    let kb = aicc_search::KnowledgeBase::new(store.clone(), Some(bus.clone()), Some(settings.data_dir.join("kb")));
+    if demo.is_some() {
+        bootstrap::demo_knowledge(&store, &kb).await?;
+    }
+    let app = aicc_api::Application::build(settings.clone(), store.clone(), bus, Arc::new(kb.clone())).await?;
+    models::spawn(&settings, store, app.models(), demo_id, kb);
     let host = settings.bind.rsplit_once(':').map(|(h, _)| h).unwrap_or("127.0.0.1");
     let url = format!("http://{host}:{}", app.port());
     banner(&url, backend, bus_backend, &settings.data_dir, demo.as_ref());

@@ -27,7 +27,13 @@ const DEMO_DATA: [(&str, &[u8]); 4] = [
 const EMBED_QUEUE: usize = 256;
 
 /// Starts loading in the background; returns at once.
-pub fn spawn(settings: &aicc_core::settings::Settings, store: Arc<dyn Store>, registry: Arc<ModelRegistry>, demo: Option<Uuid>) {
+pub fn spawn(
+    settings: &aicc_core::settings::Settings,
+    store: Arc<dyn Store>,
+    registry: Arc<ModelRegistry>,
+    demo: Option<Uuid>,
+    kb: aicc_search::KnowledgeBase,
+) {
     let name = settings.embedder.clone();
     if name == "none" {
         return;
@@ -53,6 +59,8 @@ pub fn spawn(settings: &aicc_core::settings::Settings, store: Arc<dyn Store>, re
             Ok(worker) => {
                 let worker: Arc<dyn aicc_core::Embedder> = Arc::new(worker);
                 registry.set_embedder(worker.clone());
+                // Knowledge indexes gain their dense half at their next search.
+                kb.set_embedder(worker.clone());
                 registry.set_state(&name, ModelState::Ready);
                 if let Some(tenant) = demo {
                     match demo_intents(&store, &model, &model_dir, tenant, &name).await {
@@ -80,6 +88,16 @@ const DEMO_INTENTS: &str = "intent:demo";
 fn fail(registry: &ModelRegistry, e: anyhow::Error) {
     tracing::error!("the demo intent model is not available: {e:#}");
     registry.set_state(DEMO_INTENTS, ModelState::Failed);
+}
+
+/// The configured embedder on its worker thread, for commands that need one
+/// outside `serve` (kb import, eval retrieval, bench kb). None for `none`.
+pub async fn embedder(settings: &aicc_core::settings::Settings) -> anyhow::Result<Option<Arc<dyn aicc_core::Embedder>>> {
+    if settings.embedder == "none" {
+        return Ok(None);
+    }
+    let model = load_embedder(&settings.embedder, &settings.model_dir).await?;
+    Ok(Some(Arc::new(EmbedWorker::spawn(&settings.embedder, model, EMBED_QUEUE)?)))
 }
 
 async fn load_embedder(name: &str, model_dir: &Path) -> anyhow::Result<Arc<E5Model>> {

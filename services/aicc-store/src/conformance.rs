@@ -31,6 +31,8 @@ macro_rules! store_conformance_suite {
             tenants_are_isolated,
             canned_responses_crud,
             intent_models_are_versioned_per_tenant,
+            kb_versions_are_immutable_and_published_per_tenant,
+            kb_concurrent_imports_get_distinct_versions,
             lifecycle_queries
         );
     };
@@ -443,4 +445,72 @@ pub async fn intent_models_are_versioned_per_tenant(store: Arc<dyn Store>) {
     // Another tenant sees none of them, and gets its own numbering.
     assert!(store.latest_intent_model(b.id).await.unwrap().is_none());
     assert_eq!(store.put_intent_model(new(b.id, 9)).await.unwrap().version, 1);
+}
+
+fn article(id: &str, question: &str) -> kb::Article {
+    kb::Article {
+        id: id.into(),
+        intent: Some("lost_or_stolen_card".into()),
+        language: "en".into(),
+        question: question.into(),
+        answer: "Freeze it in the app.".into(),
+        tags: vec!["card".into(), "security".into()],
+    }
+}
+
+pub async fn kb_versions_are_immutable_and_published_per_tenant(store: Arc<dyn Store>) {
+    let (a, b) = (tenant(&store, "acme").await, tenant(&store, "other").await);
+    assert!(store.kb_versions(a.id).await.unwrap().is_empty());
+    assert_eq!(store.kb_live_version(a.id).await.unwrap(), None);
+
+    // 1,200 articles: more than one insert batch, all in one version.
+    let many: Vec<_> = (0..1200).map(|i| article(&format!("a{i:04}"), &format!("question {i}"))).collect();
+    let v1 = store.create_kb_version(a.id, None, "import:replace", &many).await.unwrap();
+    assert_eq!((v1.version, v1.article_count, v1.live), (1, 1200, false));
+    let v2 = store.create_kb_version(a.id, Some(1), "edit", &many[..2]).await.unwrap();
+    assert_eq!((v2.version, v2.parent), (2, Some(1)));
+
+    let got = store.kb_articles(a.id, 1).await.unwrap();
+    assert_eq!(got.len(), 1200);
+    assert_eq!(got[0], many[0], "every field round-trips");
+    assert_eq!(store.kb_articles(a.id, 2).await.unwrap().len(), 2, "a later version leaves the earlier one alone");
+
+    // Publishing moves the live pointer; rollback publishes an older version.
+    assert!(store.publish_kb_version(a.id, 2).await.unwrap().live);
+    assert_eq!(store.kb_live_version(a.id).await.unwrap(), Some(2));
+    let back = store.publish_kb_version(a.id, 1).await.unwrap();
+    assert!(back.live && back.published_at.is_some());
+    let versions = store.kb_versions(a.id).await.unwrap();
+    assert_eq!(versions.iter().map(|v| (v.version, v.live)).collect::<Vec<_>>(), vec![(2, false), (1, true)]);
+    assert!(matches!(store.publish_kb_version(a.id, 9).await, Err(StoreError::NotFound(_))));
+
+    // A version with two articles of one id is refused whole.
+    let dup = [article("same", "one"), article("same", "two")];
+    assert!(matches!(store.create_kb_version(a.id, None, "import:replace", &dup).await, Err(StoreError::Conflict { .. })));
+    assert_eq!(store.kb_versions(a.id).await.unwrap().len(), 2, "nothing half-written");
+
+    // Another tenant sees none of it.
+    assert!(store.kb_versions(b.id).await.unwrap().is_empty());
+    assert!(store.kb_articles(b.id, 1).await.unwrap().is_empty());
+    assert!(matches!(store.publish_kb_version(b.id, 1).await, Err(StoreError::NotFound(_))));
+}
+
+pub async fn kb_concurrent_imports_get_distinct_versions(store: Arc<dyn Store>) {
+    let a = tenant(&store, "acme").await;
+    let writes: Vec<_> = (0..4)
+        .map(|i| {
+            let store = store.clone();
+            let articles = vec![article(&format!("w{i}"), "q")];
+            tokio::spawn(async move { store.create_kb_version(a.id, None, "import:replace", &articles).await.unwrap() })
+        })
+        .collect();
+    let mut seen = vec![];
+    for w in writes {
+        let v = w.await.unwrap();
+        let articles = store.kb_articles(a.id, v.version).await.unwrap();
+        assert_eq!(articles.len(), 1);
+        seen.push(v.version);
+    }
+    seen.sort();
+    assert_eq!(seen, vec![1, 2, 3, 4]);
 }

@@ -71,6 +71,18 @@ macro_rules! sql_store {
                 })
             }
 
+            fn kb_version_row(r: &<$db as sqlx::Database>::Row) -> StoreResult<aicc_core::kb::KbVersion> {
+                Ok(aicc_core::kb::KbVersion {
+                    version: r.try_get("version").map_err(db_err)?,
+                    parent: r.try_get("parent").map_err(db_err)?,
+                    source: r.try_get("source").map_err(db_err)?,
+                    article_count: r.try_get("article_count").map_err(db_err)?,
+                    created_at: r.try_get("created_at").map_err(db_err)?,
+                    published_at: r.try_get("published_at").map_err(db_err)?,
+                    live: r.try_get("live").map_err(db_err)?,
+                })
+            }
+
             fn msg_row(r: &<$db as sqlx::Database>::Row) -> StoreResult<Message> {
                 let sender: String = r.try_get("sender").map_err(db_err)?;
                 Ok(Message {
@@ -516,6 +528,162 @@ macro_rules! sql_store {
                     })
                 })
                 .transpose()
+            }
+
+            async fn create_kb_version(
+                &self,
+                tenant_id: Uuid,
+                parent: Option<i64>,
+                source: &str,
+                articles: &[aicc_core::kb::Article],
+            ) -> StoreResult<aicc_core::kb::KbVersion> {
+                // One transaction: the version row and all its articles, or nothing.
+                // Two concurrent writers collide on the version number; the loser retries.
+                for _ in 0..5 {
+                    let created_at = Utc::now();
+                    let mut tx = self.pool.begin().await.map_err(db_err)?;
+                    let inserted = sqlx::query_scalar::<_, i64>(
+                        "INSERT INTO kb_versions (tenant_id, version, parent, source, article_count, created_at) \
+                         SELECT $1, COALESCE(MAX(version), 0) + 1, $2, $3, $4, $5 FROM kb_versions WHERE tenant_id = $1 \
+                         RETURNING version",
+                    )
+                    .bind(tenant_id)
+                    .bind(parent)
+                    .bind(source)
+                    .bind(articles.len() as i64)
+                    .bind(created_at)
+                    .fetch_one(&mut *tx)
+                    .await;
+                    let version = match inserted {
+                        Ok(v) => v,
+                        Err(e) if is_unique_violation(&e) => continue,
+                        Err(sqlx::Error::Database(e)) if e.is_foreign_key_violation() => {
+                            return Err(StoreError::NotFound("tenant"))
+                        }
+                        Err(e) => return Err(db_err(e)),
+                    };
+                    for chunk in articles.chunks(500) {
+                        let mut q = sqlx::QueryBuilder::<$db>::new(
+                            "INSERT INTO kb_articles (tenant_id, version, id, intent, language, question, answer, tags) ",
+                        );
+                        q.push_values(chunk, |mut b, a| {
+                            b.push_bind(tenant_id)
+                                .push_bind(version)
+                                .push_bind(a.id.clone())
+                                .push_bind(a.intent.clone())
+                                .push_bind(a.language.clone())
+                                .push_bind(a.question.clone())
+                                .push_bind(a.answer.clone())
+                                .push_bind(Json(a.tags.clone()));
+                        });
+                        match q.build().execute(&mut *tx).await {
+                            Ok(_) => {}
+                            Err(e) if is_unique_violation(&e) => {
+                                return Err(StoreError::conflict("duplicate_article", "two articles share one id"))
+                            }
+                            Err(e) => return Err(db_err(e)),
+                        }
+                    }
+                    tx.commit().await.map_err(db_err)?;
+                    return Ok(aicc_core::kb::KbVersion {
+                        version,
+                        parent,
+                        source: source.to_string(),
+                        article_count: articles.len() as i64,
+                        created_at,
+                        published_at: None,
+                        live: false,
+                    });
+                }
+                Err(StoreError::conflict("kb_busy", "too many concurrent writes to this tenant's knowledge"))
+            }
+
+            async fn kb_versions(&self, tenant_id: Uuid) -> StoreResult<Vec<aicc_core::kb::KbVersion>> {
+                let rows = sqlx::query(
+                    "SELECT v.version, v.parent, v.source, v.article_count, v.created_at, v.published_at, \
+                     (l.version IS NOT NULL) AS live \
+                     FROM kb_versions v LEFT JOIN kb_live l ON l.tenant_id = v.tenant_id AND l.version = v.version \
+                     WHERE v.tenant_id = $1 ORDER BY v.version DESC",
+                )
+                .bind(tenant_id)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_err)?;
+                rows.iter().map(Self::kb_version_row).collect()
+            }
+
+            async fn kb_version(&self, tenant_id: Uuid, version: i64) -> StoreResult<Option<aicc_core::kb::KbVersion>> {
+                let row = sqlx::query(
+                    "SELECT v.version, v.parent, v.source, v.article_count, v.created_at, v.published_at, \
+                     (l.version IS NOT NULL) AS live \
+                     FROM kb_versions v LEFT JOIN kb_live l ON l.tenant_id = v.tenant_id AND l.version = v.version \
+                     WHERE v.tenant_id = $1 AND v.version = $2",
+                )
+                .bind(tenant_id)
+                .bind(version)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_err)?;
+                row.as_ref().map(Self::kb_version_row).transpose()
+            }
+
+            async fn kb_live_version(&self, tenant_id: Uuid) -> StoreResult<Option<i64>> {
+                sqlx::query_scalar::<_, i64>("SELECT version FROM kb_live WHERE tenant_id = $1")
+                    .bind(tenant_id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(db_err)
+            }
+
+            async fn kb_articles(&self, tenant_id: Uuid, version: i64) -> StoreResult<Vec<aicc_core::kb::Article>> {
+                let rows = sqlx::query(
+                    "SELECT id, intent, language, question, answer, tags FROM kb_articles \
+                     WHERE tenant_id = $1 AND version = $2 ORDER BY id",
+                )
+                .bind(tenant_id)
+                .bind(version)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_err)?;
+                rows.iter()
+                    .map(|r| {
+                        Ok(aicc_core::kb::Article {
+                            id: r.try_get("id").map_err(db_err)?,
+                            intent: r.try_get("intent").map_err(db_err)?,
+                            language: r.try_get("language").map_err(db_err)?,
+                            question: r.try_get("question").map_err(db_err)?,
+                            answer: r.try_get("answer").map_err(db_err)?,
+                            tags: r.try_get::<Json<Vec<String>>, _>("tags").map_err(db_err)?.0,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn publish_kb_version(&self, tenant_id: Uuid, version: i64) -> StoreResult<aicc_core::kb::KbVersion> {
+                let now = Utc::now();
+                let mut tx = self.pool.begin().await.map_err(db_err)?;
+                let found = sqlx::query("UPDATE kb_versions SET published_at = $3 WHERE tenant_id = $1 AND version = $2")
+                    .bind(tenant_id)
+                    .bind(version)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?
+                    .rows_affected();
+                if found == 0 {
+                    return Err(StoreError::NotFound("knowledge version"));
+                }
+                sqlx::query(
+                    "INSERT INTO kb_live (tenant_id, version) VALUES ($1, $2) \
+                     ON CONFLICT (tenant_id) DO UPDATE SET version = excluded.version",
+                )
+                .bind(tenant_id)
+                .bind(version)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+                tx.commit().await.map_err(db_err)?;
+                self.kb_version(tenant_id, version).await?.ok_or(StoreError::NotFound("knowledge version"))
             }
 
             async fn list_canned(&self, tenant_id: Uuid) -> StoreResult<Vec<CannedResponse>> {

@@ -13,6 +13,7 @@ pub mod auth;
 pub mod canned;
 pub mod conversations;
 pub mod health;
+pub mod kb;
 pub mod openapi;
 pub mod widget;
 
@@ -42,6 +43,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(admin::update_user)
         .service(admin::delete_user)
         .service(admin::identity_secret)
+        .service(kb::import)
+        .service(kb::versions)
+        .service(kb::publish)
+        .service(kb::get_article)
+        .service(kb::put_article)
+        .service(kb::delete_article)
+        .service(kb::search)
         .service(canned::list)
         .service(canned::create)
         .service(canned::update)

@@ -4,7 +4,7 @@ use actix_web::{get, HttpResponse};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, auth, canned, conversations, health, widget};
+use super::{admin, auth, canned, conversations, health, kb, widget};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -19,6 +19,7 @@ use super::{admin, auth, canned, conversations, health, widget};
         admin::get_settings, admin::put_settings, admin::list_users, admin::create_user, admin::update_user,
         admin::delete_user, admin::identity_secret,
         canned::list, canned::create, canned::update, canned::remove,
+        kb::import, kb::versions, kb::publish, kb::get_article, kb::put_article, kb::delete_article, kb::search,
     ),
     modifiers(&BearerAuth),
 )]

@@ -1,0 +1,237 @@
+//! The tenant's fine-tuned retrieval model: a residual linear adapter on the
+//! query embeddings, `q' = normalise(q + A·q)`, trained (candle) so that the
+//! tenant's labelled customer messages land on the articles of their intent.
+//! `A` starts at zero, so an untrained adapter is zero-shot retrieval, and the
+//! article vectors are left alone (no re-embedding when the adapter changes).
+//!
+//! Loss: for each message, −log of the softmax mass on its intent's articles
+//! (an intent may have an article per language) over all articles, at a low
+//! temperature; weight decay keeps `A` small. The epoch with the best recall@1
+//! on a held-out tenth of the messages is kept.
+
+use std::collections::HashMap;
+
+use candle_core::{DType, Device, Tensor, Var, D};
+use candle_nn::Optimizer;
+
+#[derive(Debug, Clone)]
+pub struct Adapter {
+    pub dim: usize,
+    /// `A`, row-major `dim × dim`.
+    pub weight: Vec<f32>,
+    /// The embedder the adapter was trained for.
+    pub encoder: String,
+    /// Held-out recall@1 before and after training.
+    pub metrics: AdapterMetrics,
+}
+
+#[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize)]
+pub struct AdapterMetrics {
+    pub n_train: usize,
+    pub n_dev: usize,
+    pub dev_recall_at_1_zero_shot: f32,
+    pub dev_recall_at_1: f32,
+    pub epochs: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct TrainConfig {
+    pub epochs: usize,
+    pub lr: f64,
+    pub weight_decay: f64,
+    pub temperature: f32,
+    pub batch: usize,
+    pub seed: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig { epochs: 30, lr: 2e-3, weight_decay: 1e-2, temperature: 0.05, batch: 256, seed: 7 }
+    }
+}
+
+impl Adapter {
+    pub fn apply(&self, q: &[f32]) -> Vec<f32> {
+        let d = self.dim;
+        let mut out: Vec<f32> = q.to_vec();
+        for (i, o) in out.iter_mut().enumerate() {
+            *o += crate::vector::dot_f32(&self.weight[i * d..(i + 1) * d], q);
+        }
+        let n = out.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+        out.iter_mut().for_each(|x| *x /= n);
+        out
+    }
+
+    /// Safetensors bytes of `A` plus a JSON description, for the Store.
+    pub fn to_parts(&self) -> anyhow::Result<(serde_json::Value, Vec<u8>)> {
+        let t = Tensor::from_slice(&self.weight, (self.dim, self.dim), &Device::Cpu)?;
+        let bytes = safetensors::serialize([("adapter.weight", &t)], None)?;
+        let meta = serde_json::json!({ "kind": "query_adapter", "encoder": self.encoder, "dim": self.dim, "metrics": self.metrics });
+        Ok((meta, bytes))
+    }
+
+    pub fn from_parts(meta: &serde_json::Value, bytes: &[u8]) -> anyhow::Result<Self> {
+        let dim = meta["dim"].as_u64().ok_or_else(|| anyhow::anyhow!("adapter meta without dim"))? as usize;
+        let tensors = candle_core::safetensors::load_buffer(bytes, &Device::Cpu)?;
+        let t = tensors.get("adapter.weight").ok_or_else(|| anyhow::anyhow!("adapter weights missing"))?;
+        anyhow::ensure!(t.dims() == [dim, dim], "adapter weights of shape {:?}, expected {dim}×{dim}", t.dims());
+        Ok(Adapter {
+            dim,
+            weight: t.flatten_all()?.to_vec1::<f32>()?,
+            encoder: meta["encoder"].as_str().unwrap_or_default().to_string(),
+            metrics: serde_json::from_value(meta["metrics"].clone()).unwrap_or_default(),
+        })
+    }
+}
+
+/// Trains an adapter. `articles[j]` is article j's (vector, intent);
+/// `messages[i]` a labelled message's (query vector, intent). Messages whose
+/// intent has no article are ignored. None when there is nothing to learn from.
+pub fn train(
+    encoder: &str,
+    articles: &[(Vec<f32>, Option<String>)],
+    messages: &[(Vec<f32>, String)],
+    cfg: &TrainConfig,
+    mut progress: impl FnMut(usize, f32, f32),
+) -> anyhow::Result<Option<Adapter>> {
+    let dim = match articles.first() {
+        Some((v, _)) => v.len(),
+        None => return Ok(None),
+    };
+    let mut by_intent: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (j, (_, intent)) in articles.iter().enumerate() {
+        if let Some(i) = intent {
+            by_intent.entry(i.as_str()).or_default().push(j);
+        }
+    }
+    let usable: Vec<(&[f32], &[usize])> = messages
+        .iter()
+        .filter_map(|(v, intent)| Some((v.as_slice(), by_intent.get(intent.as_str())?.as_slice())))
+        .filter(|(v, _)| v.len() == dim)
+        .collect();
+    if usable.len() < 10 {
+        return Ok(None);
+    }
+    // A deterministic shuffle, then a tenth held out.
+    let mut order: Vec<usize> = (0..usable.len()).collect();
+    let mut x = cfg.seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    for i in (1..order.len()).rev() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        order.swap(i, (x % (i as u64 + 1)) as usize);
+    }
+    let n_dev = (usable.len() / 10).max(1);
+    let (dev, train_rows) = order.split_at(n_dev);
+
+    let dev_ = Device::Cpu;
+    let n_art = articles.len();
+    let p = Tensor::from_vec(articles.iter().flat_map(|(v, _)| v.iter().copied()).collect(), (n_art, dim), &dev_)?;
+    let pt = p.t()?.contiguous()?;
+    let a = Var::from_tensor(&Tensor::zeros((dim, dim), DType::F32, &dev_)?)?;
+    let params = candle_nn::ParamsAdamW { lr: cfg.lr, weight_decay: cfg.weight_decay, ..Default::default() };
+    let mut opt = candle_nn::AdamW::new(vec![a.clone()], params)?;
+
+    let batch = |rows: &[usize]| -> candle_core::Result<(Tensor, Tensor)> {
+        let q = Tensor::from_vec(rows.iter().flat_map(|&r| usable[r].0.iter().copied()).collect(), (rows.len(), dim), &dev_)?;
+        let mut mask = vec![-1e9f32; rows.len() * n_art];
+        for (i, &r) in rows.iter().enumerate() {
+            for &j in usable[r].1 {
+                mask[i * n_art + j] = 0.0;
+            }
+        }
+        Ok((q, Tensor::from_vec(mask, (rows.len(), n_art), &dev_)?))
+    };
+    let logits = |q: &Tensor| -> candle_core::Result<Tensor> {
+        let adapted = (q + q.matmul(&a.as_tensor().t()?)?)?;
+        let norm = adapted.sqr()?.sum_keepdim(1)?.sqrt()?;
+        let unit = adapted.broadcast_div(&norm)?;
+        unit.matmul(&pt)? / cfg.temperature as f64
+    };
+    let recall_at_1 = |rows: &[usize]| -> candle_core::Result<f32> {
+        let (q, _) = batch(rows)?;
+        let best = logits(&q)?.argmax(D::Minus1)?.to_vec1::<u32>()?;
+        let hits = rows.iter().zip(best).filter(|(&r, b)| usable[r].1.contains(&(*b as usize))).count();
+        Ok(hits as f32 / rows.len() as f32)
+    };
+
+    let zero_shot = recall_at_1(dev)?;
+    let (mut best, mut best_epoch, mut best_weight) = (zero_shot, 0, a.as_tensor().copy()?);
+    let mut rows = train_rows.to_vec();
+    for epoch in 1..=cfg.epochs {
+        for i in (1..rows.len()).rev() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            rows.swap(i, (x % (i as u64 + 1)) as usize);
+        }
+        let mut total = 0f32;
+        for chunk in rows.chunks(cfg.batch) {
+            let (q, mask) = batch(chunk)?;
+            let z = logits(&q)?;
+            let pos = z.broadcast_add(&mask)?.log_sum_exp(1)?;
+            let all = z.log_sum_exp(1)?;
+            let loss = (all - pos)?.mean_all()?;
+            opt.backward_step(&loss)?;
+            total += loss.to_scalar::<f32>()? * chunk.len() as f32;
+        }
+        let r1 = recall_at_1(dev)?;
+        progress(epoch, total / rows.len() as f32, r1);
+        if r1 > best {
+            (best, best_epoch, best_weight) = (r1, epoch, a.as_tensor().copy()?);
+        }
+    }
+    Ok(Some(Adapter {
+        dim,
+        weight: best_weight.flatten_all()?.to_vec1::<f32>()?,
+        encoder: encoder.to_string(),
+        metrics: AdapterMetrics {
+            n_train: train_rows.len(),
+            n_dev: dev.len(),
+            dev_recall_at_1_zero_shot: zero_shot,
+            dev_recall_at_1: best,
+            epochs: best_epoch,
+        },
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unit(v: Vec<f32>) -> Vec<f32> {
+        let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.into_iter().map(|x| x / n).collect()
+    }
+
+    #[test]
+    fn learns_to_map_messages_onto_their_articles() {
+        // Articles on the axes; messages of intent k sit near axis (k+1) mod 4,
+        // so zero-shot retrieval gets every one wrong.
+        let dim = 8;
+        let axis = |k: usize, noise: f32| unit((0..dim).map(|i| if i == k { 1.0 } else { noise * ((i * 7 + k) % 5) as f32 }).collect());
+        let articles: Vec<_> = (0..4).map(|k| (axis(k, 0.0), Some(format!("i{k}")))).collect();
+        let messages: Vec<_> =
+            (0..200).map(|n| (axis((n % 4 + 1) % 4, 0.05 + 0.01 * (n % 3) as f32), format!("i{}", n % 4))).collect();
+        let cfg = TrainConfig { epochs: 60, lr: 2e-2, ..Default::default() };
+        let adapter = train("test", &articles, &messages, &cfg, |_, _, _| {}).unwrap().unwrap();
+        assert!(adapter.metrics.dev_recall_at_1_zero_shot < 0.1);
+        assert!(adapter.metrics.dev_recall_at_1 > 0.9, "{:?}", adapter.metrics);
+        // The adapter applied outside candle agrees with training.
+        let q = adapter.apply(&axis(2, 0.05));
+        let best = (0..4).max_by(|&a, &b| crate::vector::dot_f32(&q, &articles[a].0).total_cmp(&crate::vector::dot_f32(&q, &articles[b].0)));
+        assert_eq!(best, Some(1));
+        // And survives the Store round trip.
+        let (meta, bytes) = adapter.to_parts().unwrap();
+        let back = Adapter::from_parts(&meta, &bytes).unwrap();
+        assert_eq!(back.weight, adapter.weight);
+        assert_eq!(back.encoder, "test");
+    }
+
+    #[test]
+    fn nothing_to_learn_from_is_no_adapter() {
+        let articles = vec![(vec![1.0, 0.0], Some("a".to_string()))];
+        let messages = vec![(vec![1.0, 0.0], "other".to_string()); 50];
+        assert!(train("t", &articles, &messages, &TrainConfig::default(), |_, _, _| {}).unwrap().is_none());
+    }
+}

@@ -1,0 +1,166 @@
+//! One knowledge version, searchable: its articles, their BM25 index, their
+//! vectors, and (when the tenant has one) the fine-tuned query adapter.
+//! Immutable once built; a publish swaps whole `VersionIndex`es.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use aicc_core::{Article, EmbedKind, HitScores, KbHit};
+
+use crate::adapter::Adapter;
+use crate::fusion::{Fusion, Signals};
+use crate::lexical::LexicalIndex;
+use crate::vector::{FlatIndex, VectorIndex};
+
+/// How many candidates each retriever contributes to fusion.
+const CANDIDATES: usize = 50;
+
+/// What of an article is embedded, and as what. A customer message and an FAQ
+/// question are the same kind of text, so the question is embedded as a
+/// query (E5's symmetric use); docs/benchmarks.md has the measurement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PassageText {
+    Question,
+    QuestionAnswer,
+}
+
+impl PassageText {
+    pub const DEFAULT: PassageText = PassageText::Question;
+
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "question" => Some(Self::Question),
+            "question+answer" => Some(Self::QuestionAnswer),
+            _ => None,
+        }
+    }
+
+    pub fn text(&self, a: &Article) -> String {
+        match self {
+            Self::Question => a.question.clone(),
+            Self::QuestionAnswer => format!("{}\n{}", a.question, a.answer),
+        }
+    }
+
+    pub fn kind(&self) -> EmbedKind {
+        match self {
+            Self::Question => EmbedKind::Query,
+            Self::QuestionAnswer => EmbedKind::Passage,
+        }
+    }
+}
+
+pub struct Dense {
+    /// The embedder the vectors came from; queries must use the same one.
+    pub model: String,
+    pub index: Box<dyn VectorIndex>,
+}
+
+pub struct VersionIndex {
+    pub version: i64,
+    pub articles: Vec<Article>,
+    /// Position of each article id in `articles`.
+    by_id: HashMap<String, u32>,
+    lexical: LexicalIndex,
+    pub dense: Option<Dense>,
+    pub adapter: Option<Arc<Adapter>>,
+    pub fusion: Fusion,
+}
+
+/// Which retrievers a search uses (all of them, unless evaluating one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retrievers {
+    Hybrid,
+    Bm25,
+    Dense,
+}
+
+impl VersionIndex {
+    pub fn build(version: i64, articles: Vec<Article>) -> anyhow::Result<Self> {
+        let lexical = LexicalIndex::build(&articles)?;
+        let by_id = articles.iter().enumerate().map(|(i, a)| (a.id.clone(), i as u32)).collect();
+        Ok(VersionIndex { version, articles, by_id, lexical, dense: None, adapter: None, fusion: Fusion::default() })
+    }
+
+    pub fn with_vectors(mut self, model: &str, dim: usize, vectors: &[Vec<f32>]) -> Self {
+        self.dense = Some(Dense { model: model.to_string(), index: Box::new(FlatIndex::new(dim, vectors)) });
+        self
+    }
+
+    pub fn position(&self, id: &str) -> Option<u32> {
+        self.by_id.get(id).copied()
+    }
+
+    /// The query vector as the dense retriever should see it (adapter applied).
+    pub fn adapt(&self, query_vector: &[f32]) -> Vec<f32> {
+        match &self.adapter {
+            Some(a) => a.apply(query_vector),
+            None => query_vector.to_vec(),
+        }
+    }
+
+    /// Best hits first. `query_vector` is the raw query embedding (None when no
+    /// embedder is available: BM25 alone then).
+    pub fn search(&self, text: &str, query_vector: Option<&[f32]>, k: usize, use_: Retrievers) -> anyhow::Result<Vec<KbHit>> {
+        let n = CANDIDATES.max(k);
+        let mut signals: HashMap<u32, Signals> = HashMap::new();
+        if use_ != Retrievers::Dense {
+            for (rank, (row, s)) in self.lexical.search(text, n)?.into_iter().enumerate() {
+                let e = signals.entry(row).or_default();
+                e.bm25 = Some(s);
+                e.bm25_rank = Some(rank);
+            }
+        }
+        let dense = match (&self.dense, query_vector) {
+            (Some(d), Some(q)) if use_ != Retrievers::Bm25 && q.len() == d.index.dim() => Some((d, self.adapt(q))),
+            _ => None,
+        };
+        if let Some((d, q)) = &dense {
+            for (rank, (row, cos)) in d.index.search(q, n).into_iter().enumerate() {
+                let e = signals.entry(row).or_default();
+                e.dense = Some(cos);
+                e.dense_rank = Some(rank);
+            }
+            // BM25's finds get their exact cosine too.
+            for (row, e) in signals.iter_mut() {
+                if e.dense.is_none() {
+                    e.dense = Some(d.index.score(q, *row));
+                }
+            }
+        }
+        let dense_on = dense.is_some();
+        let mut ranked: Vec<(u32, Signals, f32)> = signals
+            .into_iter()
+            .map(|(row, s)| {
+                let r = self.fusion.rank_score(&s, dense_on);
+                (row, s, r)
+            })
+            .collect();
+        ranked.sort_by(|a, b| b.2.total_cmp(&a.2).then(a.0.cmp(&b.0)));
+        ranked.truncate(k);
+        Ok(ranked
+            .into_iter()
+            .map(|(row, s, _)| {
+                let a = &self.articles[row as usize];
+                let mut retrievers = Vec::new();
+                if s.bm25_rank.is_some() {
+                    retrievers.push("bm25".to_string());
+                }
+                if s.dense_rank.is_some() {
+                    retrievers.push("dense".to_string());
+                }
+                let hybrid = self.fusion.confidence(&s, dense_on);
+                KbHit {
+                    article_id: a.id.clone(),
+                    question: a.question.clone(),
+                    answer: a.answer.clone(),
+                    intent: a.intent.clone(),
+                    language: a.language.clone(),
+                    score: hybrid,
+                    scores: HitScores { bm25: s.bm25, dense: if dense_on { s.dense } else { None }, hybrid },
+                    retrievers,
+                }
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,297 @@
+//! `aicc kb import`, `aicc eval retrieval` and `aicc bench kb`: the knowledge
+//! base from the command line. JSON on stdout, progress on stderr.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use aicc_core::settings::Settings;
+use aicc_core::{Article, EmbedKind, ImportMode, KnowledgeIndex, Upload};
+use aicc_search::adapter::{self, TrainConfig};
+use aicc_search::embeddings::EmbeddingCache;
+use aicc_search::fusion::Fusion;
+use aicc_search::index::{PassageText, Retrievers, VersionIndex};
+use aicc_search::service::index_articles;
+use anyhow::Context;
+use serde_json::{json, Value};
+
+use crate::models;
+
+#[derive(clap::Args)]
+pub struct ImportArgs {
+    #[arg(long)]
+    tenant: String,
+    /// A CSV, JSON or XLSX file with the faq.csv columns.
+    file: PathBuf,
+    /// `replace` (the draft holds exactly the file) or `merge` (upsert into the live version).
+    #[arg(long, default_value = "replace", value_parser = ["replace", "merge"])]
+    mode: String,
+    /// Publish the new version at once.
+    #[arg(long)]
+    publish: bool,
+}
+
+pub async fn import(args: ImportArgs, settings: &Settings) -> anyhow::Result<Value> {
+    let store = aicc_store::open(settings.database_url.as_deref(), &settings.data_dir).await?;
+    let tenant = store
+        .tenant_by_slug(&args.tenant)
+        .await?
+        .with_context(|| format!("no tenant `{}` (create it with `aicc admin create-user --tenant {}`)", args.tenant, args.tenant))?;
+    let bytes = std::fs::read(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
+    let upload = Upload { bytes, content_type: None, filename: args.file.file_name().map(|f| f.to_string_lossy().into_owned()) };
+    let kb = aicc_search::KnowledgeBase::new(store, None, Some(settings.data_dir.join("kb")));
+    let t = Instant::now();
+    let mode = if args.mode == "merge" { ImportMode::Merge } else { ImportMode::Replace };
+    let version = match kb.import(tenant.id, upload, mode).await {
+        Ok(v) => v,
+        Err(aicc_core::KbError::Invalid(errors)) => {
+            for e in errors.iter() {
+                eprintln!("{}:{}: {}", args.file.display(), e.line, e.message);
+            }
+            anyhow::bail!("{} error(s) in {}; nothing was imported", errors.len(), args.file.display());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let imported_s = t.elapsed().as_secs_f64();
+    eprintln!("stored {} articles as version {} in {imported_s:.1} s", version.article_count, version.version);
+    // Index it now (embedding is the slow part; the cache keeps it for `serve`).
+    if let Some(e) = models::embedder(settings).await? {
+        kb.set_embedder(e);
+    }
+    let t = Instant::now();
+    let total = version.article_count as usize;
+    kb.build_with_progress(tenant.id, version.version, &|done, todo| {
+        if done == todo || done % 512 == 0 {
+            eprintln!("embedded {done}/{todo} new articles");
+        }
+    })
+    .await?;
+    let indexed_s = t.elapsed().as_secs_f64();
+    let mut out = json!({
+        "tenant": args.tenant, "version": version.version, "imported": version.article_count,
+        "import_seconds": round(imported_s), "index_seconds": round(indexed_s),
+        "articles_per_s": round(total as f64 / (imported_s + indexed_s).max(1e-9)),
+    });
+    if args.publish {
+        out["published"] = kb.publish(tenant.id, version.version).await?.live.into();
+    }
+    Ok(out)
+}
+
+#[derive(clap::Args)]
+pub struct EvalArgs {
+    /// The knowledge base (faq.csv columns).
+    #[arg(long, required_unless_present = "parakqc")]
+    kb: Option<PathBuf>,
+    /// Labelled queries `text,intent`; a query is relevant to the articles of its intent.
+    #[arg(long, required_unless_present = "parakqc")]
+    queries: Option<PathBuf>,
+    /// Labelled messages `text,intent` to fine-tune the retrieval model on first.
+    #[arg(long)]
+    train: Option<PathBuf>,
+    /// Evaluate on this fraction of `--queries` (a fixed shuffle) and add the
+    /// rest to the training messages.
+    #[arg(long)]
+    holdout: Option<f64>,
+    /// ParaKQC `group,label1,label2,text`: each group an article whose question
+    /// is its first sentence, the other sentences its queries (replaces --kb/--queries).
+    #[arg(long, conflicts_with_all = ["kb", "queries"])]
+    parakqc: Option<PathBuf>,
+    /// `blend` (default) or `rrf`.
+    #[arg(long, default_value = "blend")]
+    fusion: String,
+    /// What of an article is embedded: `question` (default) or `question+answer`.
+    #[arg(long, default_value = "question")]
+    passage: String,
+}
+
+struct Query {
+    text: String,
+    intent: String,
+}
+
+/// Rows of a labelled CSV with `text` and `intent` columns found by name.
+fn read_labelled(path: &Path) -> anyhow::Result<Vec<Query>> {
+    let mut r = csv::ReaderBuilder::new().from_path(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let headers = r.headers()?.clone();
+    let col = |name: &str| headers.iter().position(|h| h.trim().eq_ignore_ascii_case(name));
+    let (t, i) = (col("text").context("no `text` column")?, col("intent").context("no `intent` column")?);
+    let mut out = Vec::new();
+    for row in r.records() {
+        let row = row?;
+        out.push(Query { text: row.get(t).unwrap_or_default().to_string(), intent: row.get(i).unwrap_or_default().to_string() });
+    }
+    Ok(out)
+}
+
+fn parakqc(path: &Path) -> anyhow::Result<(Vec<Article>, Vec<Query>)> {
+    let mut r = csv::ReaderBuilder::new().delimiter(b'\t').from_path(path)?;
+    let headers = r.headers()?.clone();
+    let col = |name: &str| headers.iter().position(|h| h == name).with_context(|| format!("no `{name}` column"));
+    let (g, t) = (col("group")?, col("text")?);
+    let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut order = Vec::new();
+    for row in r.records() {
+        let row = row?;
+        let group = row.get(g).unwrap_or_default().to_string();
+        if !groups.contains_key(&group) {
+            order.push(group.clone());
+        }
+        groups.entry(group).or_default().push(row.get(t).unwrap_or_default().to_string());
+    }
+    let (mut articles, mut queries) = (Vec::new(), Vec::new());
+    for group in order {
+        let texts = &groups[&group];
+        let intent = format!("parakqc-{group}");
+        articles.push(Article {
+            id: intent.clone(),
+            intent: Some(intent.clone()),
+            language: "ko".into(),
+            question: texts[0].clone(),
+            answer: texts[0].clone(),
+            tags: vec![],
+        });
+        queries.extend(texts[1..].iter().map(|t| Query { text: t.clone(), intent: intent.clone() }));
+    }
+    Ok((articles, queries))
+}
+
+fn shuffle<T>(v: &mut [T], seed: u64) {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    for i in (1..v.len()).rev() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.swap(i, (x % (i as u64 + 1)) as usize);
+    }
+}
+
+#[derive(Default)]
+struct Tally {
+    at1: f64,
+    at5: f64,
+    mrr: f64,
+}
+
+impl Tally {
+    fn add(&mut self, hits: &[aicc_core::KbHit], relevant: &[&str]) {
+        if let Some(rank) = hits.iter().take(10).position(|h| relevant.contains(&h.article_id.as_str())) {
+            self.at1 += (rank == 0) as u8 as f64;
+            self.at5 += (rank < 5) as u8 as f64;
+            self.mrr += 1.0 / (rank + 1) as f64;
+        }
+    }
+
+    fn json(&self, n: usize) -> Value {
+        let n = n.max(1) as f64;
+        json!({ "recall@1": round(self.at1 / n), "recall@5": round(self.at5 / n), "mrr@10": round(self.mrr / n) })
+    }
+}
+
+fn round(x: f64) -> f64 {
+    (x * 10_000.0).round() / 10_000.0
+}
+
+/// Recall and MRR of each retriever over `queries` (vectors in the same order).
+fn score(index: &VersionIndex, queries: &[(&Query, Vec<&str>)], vectors: &[Vec<f32>]) -> anyhow::Result<Value> {
+    let mut out = serde_json::Map::new();
+    for (name, which) in [("bm25", Retrievers::Bm25), ("dense", Retrievers::Dense), ("hybrid", Retrievers::Hybrid)] {
+        let mut t = Tally::default();
+        for ((q, relevant), v) in queries.iter().zip(vectors) {
+            t.add(&index.search(&q.text, Some(v), 10, which)?, relevant);
+        }
+        out.insert(name.into(), t.json(queries.len()));
+    }
+    Ok(Value::Object(out))
+}
+
+pub async fn eval(args: EvalArgs, settings: &Settings) -> anyhow::Result<Value> {
+    let fusion = Fusion::parse(&args.fusion).context("--fusion must be blend or rrf")?;
+    let passage = PassageText::parse(&args.passage).context("--passage must be question or question+answer")?;
+    let (articles, mut queries) = match &args.parakqc {
+        Some(p) => parakqc(p)?,
+        None => {
+            let kb = args.kb.as_ref().expect("clap requires --kb");
+            let upload = Upload { bytes: std::fs::read(kb)?, content_type: None, filename: Some(kb.display().to_string()) };
+            let articles = aicc_search::import::parse(&upload).map_err(|e| anyhow::anyhow!("{}: {e:?}", kb.display()))?;
+            (articles, read_labelled(args.queries.as_ref().expect("clap requires --queries"))?)
+        }
+    };
+    let mut training = match &args.train {
+        Some(p) => read_labelled(p)?,
+        None => Vec::new(),
+    };
+    if let Some(f) = args.holdout {
+        anyhow::ensure!(f > 0.0 && f < 1.0, "--holdout must be between 0 and 1");
+        shuffle(&mut queries, 42);
+        let keep = ((queries.len() as f64) * f).round() as usize;
+        training.extend(queries.drain(keep..));
+    }
+    let embedder = models::embedder(settings).await?.context("eval retrieval needs an embedder (AICC_EMBEDDER)")?;
+    let cache = EmbeddingCache::open(Some(&settings.model_dir.join("cache").join("kb")), embedder.name(), embedder.dim())?;
+    let progress = |what: &'static str| move |done: usize, todo: usize| {
+        if done == todo || done % 1024 == 0 {
+            eprintln!("{what}: embedded {done}/{todo}");
+        }
+    };
+    let mut index = index_articles(1, articles, Some((embedder.as_ref(), &cache)), passage, fusion, &progress("articles")).await?;
+
+    let mut by_intent: HashMap<&str, Vec<&str>> = HashMap::new();
+    for a in &index.articles {
+        if let Some(i) = &a.intent {
+            by_intent.entry(i.as_str()).or_default().push(a.id.as_str());
+        }
+    }
+    let by_intent: HashMap<String, Vec<String>> =
+        by_intent.into_iter().map(|(k, v)| (k.to_string(), v.into_iter().map(String::from).collect())).collect();
+    let judged: Vec<(&Query, Vec<&str>)> = queries
+        .iter()
+        .filter_map(|q| Some((q, by_intent.get(&q.intent)?.iter().map(String::as_str).collect::<Vec<_>>())))
+        .collect();
+    let n_skipped = queries.len() - judged.len();
+    let texts: Vec<String> = judged.iter().map(|(q, _)| q.text.clone()).collect();
+    let vectors = cache.embed_all(embedder.as_ref(), &texts, EmbedKind::Query, &progress("queries")).await?;
+    let zero_shot = score(&index, &judged, &vectors)?;
+
+    let mut out = json!({ "n_queries": judged.len(), "n_skipped": n_skipped });
+    if training.is_empty() {
+        for k in ["bm25", "dense", "hybrid"] {
+            out[k] = zero_shot[k].clone();
+        }
+        return Ok(out);
+    }
+    let train_texts: Vec<String> = training.iter().map(|q| q.text.clone()).collect();
+    let train_vectors = cache.embed_all(embedder.as_ref(), &train_texts, EmbedKind::Query, &progress("training")).await?;
+    let article_vectors = {
+        let texts: Vec<String> = index.articles.iter().map(|a| passage.text(a)).collect();
+        cache.embed_all(embedder.as_ref(), &texts, passage.kind(), &|_, _| {}).await?
+    };
+    let articles: Vec<(Vec<f32>, Option<String>)> =
+        article_vectors.into_iter().zip(index.articles.iter().map(|a| a.intent.clone())).collect();
+    let messages: Vec<(Vec<f32>, String)> = train_vectors.into_iter().zip(training.iter().map(|q| q.intent.clone())).collect();
+    let t = Instant::now();
+    let trained = adapter::train(embedder.name(), &articles, &messages, &TrainConfig::default(), |epoch, loss, r1| {
+        eprintln!("adapter epoch {epoch}: loss {loss:.4}, held-out recall@1 {r1:.4}");
+    })?;
+    out["train_seconds"] = round(t.elapsed().as_secs_f64()).into();
+    out["n_train"] = messages.len().into();
+    match trained {
+        Some(a) => {
+            out["adapter"] = serde_json::to_value(a.metrics)?;
+            index.adapter = Some(Arc::new(a));
+            let tuned = score(&index, &judged, &vectors)?;
+            for k in ["bm25", "dense", "hybrid"] {
+                out[k] = tuned[k].clone();
+            }
+        }
+        None => {
+            eprintln!("no training message matches an article's intent: zero-shot figures only");
+            for k in ["bm25", "dense", "hybrid"] {
+                out[k] = zero_shot[k].clone();
+            }
+        }
+    }
+    out["zero_shot"] = json!({ "dense": zero_shot["dense"], "hybrid": zero_shot["hybrid"] });
+    Ok(out)
+}
