@@ -32,6 +32,13 @@ pub struct AdapterMetrics {
     pub dev_recall_at_1_zero_shot: f32,
     pub dev_recall_at_1: f32,
     pub epochs: usize,
+    /// The adapted query space's cosine range on held-out messages: a typical
+    /// best wrong article (median) and a typical right one (median), what the
+    /// fusion maps to confidence 0 and 1.
+    #[serde(default)]
+    pub cos_floor: f32,
+    #[serde(default)]
+    pub cos_ceil: f32,
 }
 
 #[derive(Debug, Clone)]
@@ -181,6 +188,21 @@ pub fn train(
             (best, best_epoch, best_weight) = (r1, epoch, a.as_tensor().copy()?);
         }
     }
+    // Calibration with the kept weights: cosines of the right and the best wrong article.
+    a.set(&best_weight)?;
+    let (q, _) = batch(dev)?;
+    let cos = (logits(&q)? * cfg.temperature as f64)?.to_vec2::<f32>()?;
+    let (mut right, mut wrong) = (Vec::new(), Vec::new());
+    for (row, &r) in cos.iter().zip(dev) {
+        let pos = usable[r].1;
+        right.push(pos.iter().map(|&j| row[j]).fold(f32::MIN, f32::max));
+        wrong.push(row.iter().enumerate().filter(|(j, _)| !pos.contains(j)).map(|(_, &c)| c).fold(f32::MIN, f32::max));
+    }
+    let median = |v: &mut Vec<f32>| {
+        v.sort_by(f32::total_cmp);
+        v[v.len() / 2]
+    };
+    let (cos_floor, cos_ceil) = (median(&mut wrong), median(&mut right));
     Ok(Some(Adapter {
         dim,
         weight: best_weight.flatten_all()?.to_vec1::<f32>()?,
@@ -191,6 +213,8 @@ pub fn train(
             dev_recall_at_1_zero_shot: zero_shot,
             dev_recall_at_1: best,
             epochs: best_epoch,
+            cos_floor,
+            cos_ceil,
         },
     }))
 }

@@ -37,7 +37,11 @@ impl Default for Fusion {
 impl Fusion {
     /// E5 cosines of unrelated texts sit around 0.75 and paraphrases above
     /// 0.9; a BM25 of ~8 (with the field boosts) is a solid keyword match.
-    pub const DEFAULT_BLEND: Fusion = Fusion::Blend { dense_weight: 0.7, floor: 0.75, ceil: 0.95, bm25_half: 8.0 };
+    /// The weights were picked on BANKING77 dev queries against the demo FAQ
+    /// (docs/benchmarks.md): 0.5 zero-shot; a tenant's adapter makes the dense
+    /// signal much stronger, and its blend leans on it (`ADAPTED_DENSE_WEIGHT`).
+    pub const DEFAULT_BLEND: Fusion = Fusion::Blend { dense_weight: 0.5, floor: 0.75, ceil: 0.95, bm25_half: 8.0 };
+    pub const ADAPTED_DENSE_WEIGHT: f32 = 0.85;
 
     pub fn parse(name: &str) -> Option<Fusion> {
         match name {
@@ -64,14 +68,33 @@ impl Fusion {
         ((cos - floor) / (ceil - floor)).clamp(0.0, 1.0)
     }
 
-    /// The fused value used for ranking.
+    /// The blend for an adapted query space: its own cosine range (the adapter
+    /// moves cosines away from the encoder's) and the adapted dense weight.
+    pub fn with_dense_range(self, floor: f32, ceil: f32) -> Fusion {
+        match self {
+            Fusion::Blend { bm25_half, .. } if ceil > floor => {
+                Fusion::Blend { dense_weight: Self::ADAPTED_DENSE_WEIGHT, floor, ceil, bm25_half }
+            }
+            other => other,
+        }
+    }
+
+    /// The fused value used for ranking: the blend without the clamp, so that
+    /// candidates below the cosine floor still keep their order.
     pub fn rank_score(&self, s: &Signals, dense_available: bool) -> f32 {
         match self {
             Fusion::Rrf { k } => {
                 s.bm25_rank.map_or(0.0, |r| 1.0 / (k + r as f32 + 1.0))
                     + s.dense_rank.map_or(0.0, |r| 1.0 / (k + r as f32 + 1.0))
             }
-            Fusion::Blend { .. } => self.confidence(s, dense_available),
+            Fusion::Blend { dense_weight, floor, ceil, .. } => {
+                let b = self.bm25_confidence(s.bm25.unwrap_or(0.0));
+                if !dense_available {
+                    return b;
+                }
+                let d = (s.dense.unwrap_or(0.0) - floor) / (ceil - floor);
+                dense_weight * d + (1.0 - dense_weight) * b
+            }
         }
     }
 
@@ -97,7 +120,7 @@ mod tests {
     #[test]
     fn blend_is_a_confidence_in_the_unit_interval() {
         let f = Fusion::default();
-        let strong = Signals { bm25: Some(30.0), dense: Some(0.97), ..Default::default() };
+        let strong = Signals { bm25: Some(60.0), dense: Some(0.97), ..Default::default() };
         let weak = Signals { bm25: None, dense: Some(0.70), ..Default::default() };
         assert!(f.confidence(&strong, true) > 0.9 && f.confidence(&strong, true) <= 1.0);
         assert_eq!(f.confidence(&weak, true), 0.0);
@@ -105,7 +128,15 @@ mod tests {
         let more = Signals { bm25: Some(5.0), ..weak };
         assert!(f.confidence(&more, true) > f.confidence(&weak, true));
         // Without dense retrieval the score is BM25's alone.
-        assert!((f.confidence(&strong, false) - 30.0 / 38.0).abs() < 1e-6);
+        assert!((f.confidence(&strong, false) - 60.0 / 68.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn ranking_keeps_the_order_below_the_floor() {
+        let f = Fusion::default();
+        let (a, b) = (Signals { dense: Some(0.6), ..Default::default() }, Signals { dense: Some(0.5), ..Default::default() });
+        assert_eq!(f.confidence(&a, true), f.confidence(&b, true));
+        assert!(f.rank_score(&a, true) > f.rank_score(&b, true));
     }
 
     #[test]

@@ -130,7 +130,13 @@ fn is_tab_separated(upload: &Upload) -> bool {
     let by_type = upload
         .content_type
         .as_deref()
-        .map(|t| t.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("text/tab-separated-values"))
+        .map(|t| {
+            t.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case("text/tab-separated-values")
+        })
         .unwrap_or(false);
     let by_name = upload
         .filename
@@ -170,7 +176,10 @@ fn looks_binary(bytes: &[u8]) -> bool {
         return true;
     }
     let head = &bytes[..bytes.len().min(8192)];
-    let controls = head.iter().filter(|&&b| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r' | 0x0C)).count();
+    let controls = head
+        .iter()
+        .filter(|&&b| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r' | 0x0C))
+        .count();
     controls * 100 > head.len()
 }
 
@@ -222,9 +231,8 @@ fn check_bytes(format: Format, bytes: &[u8], source: &str) -> Result<Format, KbE
         // Nothing to contradict; `parse` reports the empty file.
         return Ok(format);
     }
-    let mismatch = |what: &str| {
-        KbError::UnsupportedFormat(format!("the {source} says {} but the file {what}", format.name()))
-    };
+    let mismatch =
+        |what: &str| KbError::UnsupportedFormat(format!("the {source} says {} but the file {what}", format.name()));
     match format {
         Format::Xlsx => {
             if bytes.starts_with(ZIP_MAGIC) {
@@ -274,11 +282,19 @@ pub fn detect_format(upload: &Upload) -> Result<Format, KbError> {
         Some(t) => content_type_hint(t)?,
         None => TypeHint::Generic,
     };
-    let name_hint = match upload.filename.as_deref() {
-        Some(name) => extension_hint(name)?,
-        None => None,
+    // The name counts only where the content type leaves the format open.
+    let name_hint = match (&type_hint, upload.filename.as_deref()) {
+        (TypeHint::Format(_), _) | (_, None) => None,
+        (_, Some(name)) => extension_hint(name)?,
     };
-    let content_type = upload.content_type.as_deref().unwrap_or("").split(';').next().unwrap_or("").trim();
+    let content_type = upload
+        .content_type
+        .as_deref()
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim();
     let filename = upload.filename.as_deref().unwrap_or("");
     match (type_hint, name_hint) {
         (TypeHint::Format(format), _) => check_bytes(format, bytes, &format!("content type \"{content_type}\"")),
@@ -420,11 +436,17 @@ fn iso639_1(lang: whatlang::Lang) -> &'static str {
 /// scripts (Korean FAQs name `Apple Pay`, `OTP`, …), `ja` / `zh` likewise for
 /// kana / Han; otherwise whatlang's guess, trusted for non-Latin scripts and,
 /// for Latin text, only when whatlang calls it reliable — short or unclear
-/// Latin text is `en`.
+/// Latin text is `en`. Plain-ASCII text full of English function words is
+/// `en` without asking whatlang (which costs ~100 µs a text: an import of
+/// 50,000 rows without languages would spend seconds on it).
 pub fn detect_language(text: &str) -> String {
-    let (mut letters, mut hangul, mut kana, mut han) = (0usize, 0usize, 0usize, 0usize);
+    let (mut letters, mut hangul, mut kana, mut han, mut non_ascii) = (0usize, 0usize, 0usize, 0usize, 0usize);
     for c in text.chars().filter(|c| c.is_alphabetic()) {
         letters += 1;
+        if c.is_ascii() {
+            continue;
+        }
+        non_ascii += 1;
         if is_hangul(c) {
             hangul += 1;
         } else if is_kana(c) {
@@ -445,11 +467,52 @@ pub fn detect_language(text: &str) -> String {
     if han > 0 && hangul == 0 && han * 4 >= letters {
         return "zh".into();
     }
-    match whatlang::detect(text) {
+    if non_ascii * 20 <= letters && looks_english(text) {
+        return "en".into();
+    }
+    // whatlang's time grows with the text; the head of an answer tells as much.
+    let head = match text.char_indices().nth(LANGUAGE_SAMPLE_CHARS) {
+        Some((end, _)) => &text[..end],
+        None => text,
+    };
+    match whatlang::detect(head) {
         Some(info) if info.script() != whatlang::Script::Latin => iso639_1(info.lang()).into(),
         Some(info) if info.is_reliable() => iso639_1(info.lang()).into(),
         _ => "en".into(),
     }
+}
+
+/// How much of a text whatlang looks at.
+const LANGUAGE_SAMPLE_CHARS: usize = 1_000;
+
+/// English function words (sorted) that other Latin-script languages do not use as
+/// words (so not `a`, `an`, `do`, `for`, `has`, `i`, `in`, `is`, `me`, `of`,
+/// `on`, `to`, `was`, `we`, `will`, …).
+const ENGLISH_WORDS: &[&str] = &[
+    "about", "after", "also", "and", "any", "are", "at", "be", "been", "before", "between", "but", "by", "can",
+    "can't", "could", "did", "didn't", "does", "doesn't", "don't", "down", "each", "every", "from", "get", "hasn't",
+    "have", "haven't", "here", "how", "i'm", "if", "into", "isn't", "it", "it's", "its", "just", "may", "more", "must",
+    "my", "need", "not", "off", "only", "or", "other", "our", "out", "over", "please", "same", "should", "some",
+    "than", "that", "the", "their", "them", "then", "there", "they", "they're", "this", "through", "too", "toward",
+    "towards", "under", "until", "up", "us", "very", "want", "we're", "were", "what", "when", "whenever", "where",
+    "which", "while", "who", "why", "with", "within", "without", "won't", "would", "yes", "you", "you're", "your",
+];
+
+/// At least three words, a sixth or more of them English function words
+/// (English FAQ texts run at a fifth to a half; other languages near none).
+fn looks_english(text: &str) -> bool {
+    let (mut words, mut english) = (0usize, 0usize);
+    for word in text.split(|c: char| !(c.is_alphabetic() || c == '\'')) {
+        let word = word.trim_matches('\'');
+        if word.is_empty() {
+            continue;
+        }
+        words += 1;
+        if word.len() <= 8 && ENGLISH_WORDS.binary_search(&word.to_ascii_lowercase().as_str()).is_ok() {
+            english += 1;
+        }
+    }
+    words >= 3 && english * 6 >= words
 }
 
 /// Normalises a language column value (`EN`, `en-US`, `ko_KR`, `eng` → `en`,
@@ -459,7 +522,9 @@ fn normalise_language(raw: &str) -> Result<String, String> {
     let primary = trimmed.split(['-', '_']).next().unwrap_or("").to_ascii_lowercase();
     let valid = (2..=3).contains(&primary.len()) && primary.bytes().all(|b| b.is_ascii_lowercase());
     if !valid {
-        return Err(format!("language \"{trimmed}\" is not a language code (use e.g. en, ko)"));
+        return Err(format!(
+            "language \"{trimmed}\" is not a language code (use e.g. en, ko)"
+        ));
     }
     if primary.len() == 3 {
         // ISO 639-2/B codes first, then whatlang's ISO 639-3 ones.
@@ -538,7 +603,14 @@ enum Column {
     Tags,
 }
 
-const COLUMNS: [Column; 6] = [Column::Id, Column::Intent, Column::Language, Column::Question, Column::Answer, Column::Tags];
+const COLUMNS: [Column; 6] = [
+    Column::Id,
+    Column::Intent,
+    Column::Language,
+    Column::Question,
+    Column::Answer,
+    Column::Tags,
+];
 
 impl Column {
     fn name(self) -> &'static str {
@@ -573,19 +645,29 @@ impl Header {
     fn from_names<'a>(names: impl IntoIterator<Item = &'a str>, line: u64, errors: &mut Vec<LineError>) -> Header {
         let mut header = Header::default();
         for (i, name) in names.into_iter().enumerate() {
-            let Some(column) = Column::from_name(name) else { continue };
+            let Some(column) = Column::from_name(name) else {
+                continue;
+            };
             let slot = &mut header.index[column as usize];
             match slot {
                 Some(first) => errors.push(LineError {
                     line,
-                    message: format!("column \"{}\" appears twice (columns {} and {})", column.name(), *first + 1, i + 1),
+                    message: format!(
+                        "column \"{}\" appears twice (columns {} and {})",
+                        column.name(),
+                        *first + 1,
+                        i + 1
+                    ),
                 }),
                 None => *slot = Some(i),
             }
         }
         for column in COLUMNS {
             if column.required() && header.index[column as usize].is_none() {
-                errors.push(LineError { line, message: format!("missing required column \"{}\"", column.name()) });
+                errors.push(LineError {
+                    line,
+                    message: format!("missing required column \"{}\"", column.name()),
+                });
             }
         }
         header
@@ -678,11 +760,19 @@ struct Collector {
 
 impl Collector {
     fn new() -> Collector {
-        Collector { articles: Vec::new(), errors: Vec::new(), first_line: HashMap::new(), rows: 0 }
+        Collector {
+            articles: Vec::new(),
+            errors: Vec::new(),
+            first_line: HashMap::new(),
+            rows: 0,
+        }
     }
 
     fn error(&mut self, line: u64, message: impl Into<String>) {
-        self.errors.push(LineError { line, message: message.into() });
+        self.errors.push(LineError {
+            line,
+            message: message.into(),
+        });
     }
 
     /// Counts a row; false (after recording the error) when it is one too many
@@ -690,7 +780,10 @@ impl Collector {
     fn count_row(&mut self, line: u64) -> bool {
         self.rows += 1;
         if self.rows > MAX_ARTICLES {
-            self.error(line, format!("the file has more than {MAX_ARTICLES} articles; the limit is {MAX_ARTICLES}"));
+            self.error(
+                line,
+                format!("the file has more than {MAX_ARTICLES} articles; the limit is {MAX_ARTICLES}"),
+            );
             return false;
         }
         true
@@ -714,7 +807,15 @@ impl Collector {
         }
         let (question_readable, answer_readable) = (fields.readable(Column::Question), fields.readable(Column::Answer));
         let language_readable = fields.readable(Column::Language);
-        let Fields { id, intent, language, question, answer, tags, .. } = fields;
+        let Fields {
+            id,
+            intent,
+            language,
+            question,
+            answer,
+            tags,
+            ..
+        } = fields;
 
         let id = id.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
         let id_ok = match &id {
@@ -745,7 +846,13 @@ impl Collector {
             },
             None => None,
         };
-        let question = required_text(question, question_readable, Column::Question, MAX_QUESTION_CHARS, &mut problems);
+        let question = required_text(
+            question,
+            question_readable,
+            Column::Question,
+            MAX_QUESTION_CHARS,
+            &mut problems,
+        );
         let answer = required_text(answer, answer_readable, Column::Answer, MAX_ANSWER_CHARS, &mut problems);
         if given_language.is_none() && language_readable {
             language = match (&question, &answer) {
@@ -773,7 +880,14 @@ impl Collector {
 
         if problems.is_empty() {
             if let (Some(id), Some(language), Some(question), Some(answer)) = (id, language, question, answer) {
-                self.articles.push(Article { id, intent, language, question, answer, tags });
+                self.articles.push(Article {
+                    id,
+                    intent,
+                    language,
+                    question,
+                    answer,
+                    tags,
+                });
                 return true;
             }
         }
@@ -802,13 +916,19 @@ fn cap_errors(mut errors: Vec<LineError>) -> Vec<LineError> {
         let line = errors[MAX_ERRORS].line;
         errors.truncate(MAX_ERRORS);
         let noun = if more == 1 { "error" } else { "errors" };
-        errors.push(LineError { line, message: format!("and {more} more {noun}") });
+        errors.push(LineError {
+            line,
+            message: format!("and {more} more {noun}"),
+        });
     }
     errors
 }
 
 fn invalid(line: u64, message: impl Into<String>) -> KbError {
-    KbError::Invalid(vec![LineError { line, message: message.into() }])
+    KbError::Invalid(vec![LineError {
+        line,
+        message: message.into(),
+    }])
 }
 
 // ---------------------------------------------------------------------------
@@ -832,12 +952,16 @@ pub fn parse(upload: &Upload) -> Result<Vec<Article>, KbError> {
     }
 }
 
-/// The delimiter of a CSV file, from its first line: whichever of `,` `;` and
-/// tab occurs most often outside quotes (a comma when none or a tie).
+/// The delimiter of a CSV file, from its first non-empty line: whichever of
+/// `,` `;` and tab occurs most often outside quotes (a comma when none or a tie).
 fn sniff_delimiter(bytes: &[u8]) -> u8 {
+    let start = bytes
+        .iter()
+        .position(|b| !matches!(b, b'\r' | b'\n' | b' '))
+        .unwrap_or(bytes.len());
     let (mut commas, mut semicolons, mut tabs) = (0usize, 0usize, 0usize);
     let mut quoted = false;
-    for &b in bytes {
+    for &b in &bytes[start..] {
         match b {
             b'"' => quoted = !quoted,
             b'\n' if !quoted => break,
@@ -891,7 +1015,10 @@ fn parse_csv(bytes: &[u8], tab_separated: bool) -> Result<Vec<Article>, KbError>
     let mut header_errors = Vec::new();
     let names: Vec<String> = record.iter().map(|f| String::from_utf8_lossy(f).into_owned()).collect();
     if record.iter().any(|f| std::str::from_utf8(f).is_err()) {
-        header_errors.push(LineError { line: header_line, message: "invalid UTF-8 in the header (save the file as UTF-8)".into() });
+        header_errors.push(LineError {
+            line: header_line,
+            message: "invalid UTF-8 in the header (save the file as UTF-8)".into(),
+        });
     }
     let header = Header::from_names(names.iter().map(String::as_str), header_line, &mut header_errors);
     if !header_errors.is_empty() {
@@ -930,7 +1057,10 @@ fn parse_csv(bytes: &[u8], tab_separated: bool) -> Result<Vec<Article>, KbError>
                 Ok(text) => fields.set(column, text.to_string()),
                 Err(_) => {
                     fields.mark_unreadable(column);
-                    problems.push(format!("invalid UTF-8 in column \"{}\" (save the file as UTF-8)", column.name()))
+                    problems.push(format!(
+                        "invalid UTF-8 in column \"{}\" (save the file as UTF-8)",
+                        column.name()
+                    ))
                 }
             }
         }
@@ -1024,7 +1154,9 @@ fn parse_json(bytes: &[u8]) -> Result<Vec<Article>, KbError> {
         let mut fields = Fields::default();
         let mut typed: Vec<(Column, String)> = Vec::new();
         for (key, value) in map {
-            let Some(column) = Column::from_name(&key) else { continue };
+            let Some(column) = Column::from_name(&key) else {
+                continue;
+            };
             let problem = match (column, value) {
                 (_, Value::Null) => None,
                 (Column::Tags, Value::String(s)) => {
@@ -1047,9 +1179,10 @@ fn parse_json(bytes: &[u8]) -> Result<Vec<Article>, KbError> {
                     }
                     problem
                 }
-                (Column::Tags, other) => {
-                    Some(format!("tags must be a string or an array of strings, found {}", json_kind(&other)))
-                }
+                (Column::Tags, other) => Some(format!(
+                    "tags must be a string or an array of strings, found {}",
+                    json_kind(&other)
+                )),
                 (_, Value::String(s)) => {
                     fields.set(column, s);
                     None
@@ -1058,7 +1191,11 @@ fn parse_json(bytes: &[u8]) -> Result<Vec<Article>, KbError> {
                     fields.set(column, n.to_string());
                     None
                 }
-                (_, other) => Some(format!("{} must be a string, found {}", column.name(), json_kind(&other))),
+                (_, other) => Some(format!(
+                    "{} must be a string, found {}",
+                    column.name(),
+                    json_kind(&other)
+                )),
             };
             if let Some(problem) = problem {
                 fields.mark_unreadable(column);
@@ -1082,7 +1219,9 @@ fn parse_json(bytes: &[u8]) -> Result<Vec<Article>, KbError> {
 /// or a part that unpacks to more than it declares.
 fn check_xlsx_zip(bytes: &[u8]) -> Result<(), KbError> {
     let corrupt = |e: &dyn std::fmt::Display| {
-        KbError::UnsupportedFormat(format!("the file is not a readable XLSX spreadsheet (corrupt or truncated zip: {e})"))
+        KbError::UnsupportedFormat(format!(
+            "the file is not a readable XLSX spreadsheet (corrupt or truncated zip: {e})"
+        ))
     };
     let mut zip = zip::ZipArchive::new(Cursor::new(bytes)).map_err(|e| corrupt(&e))?;
     if zip.len() > MAX_XLSX_ENTRIES {
@@ -1125,8 +1264,8 @@ fn check_xlsx_zip(bytes: &[u8]) -> Result<(), KbError> {
         }
         let declared = entry.size();
         let name = entry.name().to_string();
-        let unpacked = io::copy(&mut (&mut entry).take(declared.saturating_add(1)), &mut io::sink())
-            .map_err(|e| corrupt(&e))?;
+        let unpacked =
+            io::copy(&mut (&mut entry).take(declared.saturating_add(1)), &mut io::sink()).map_err(|e| corrupt(&e))?;
         if unpacked > declared {
             return Err(KbError::TooLarge(format!(
                 "part \"{name}\" of the spreadsheet unpacks to more than the {declared} bytes it declares; \
@@ -1156,10 +1295,10 @@ fn cell_text(cell: &calamine::Data) -> Result<String, String> {
 fn parse_xlsx(bytes: &[u8]) -> Result<Vec<Article>, KbError> {
     use calamine::{Reader, SheetType};
     check_xlsx_zip(bytes)?;
-    let unreadable = |e: &dyn std::fmt::Display| {
-        KbError::UnsupportedFormat(format!("the XLSX spreadsheet could not be read: {e}"))
-    };
-    let mut workbook: calamine::Xlsx<_> = calamine::open_workbook_from_rs(Cursor::new(bytes)).map_err(|e| unreadable(&e))?;
+    let unreadable =
+        |e: &dyn std::fmt::Display| KbError::UnsupportedFormat(format!("the XLSX spreadsheet could not be read: {e}"));
+    let mut workbook: calamine::Xlsx<_> =
+        calamine::open_workbook_from_rs(Cursor::new(bytes)).map_err(|e| unreadable(&e))?;
     let sheets = workbook.sheets_metadata().to_vec();
     let worksheets = sheets.iter().filter(|s| s.typ == SheetType::WorkSheet);
     let sheet = worksheets
@@ -1274,8 +1413,19 @@ mod tests {
         let bytes = std::fs::read(DEMO_FAQ).unwrap();
         let articles = parse(&upload(bytes, None, Some("faq.csv"))).unwrap();
         for a in &articles {
-            assert_eq!(detect_language(&format!("{} {}", a.question, a.answer)), a.language, "{}", a.id);
-            assert_eq!(detect_language(&a.question), a.language, "question of {}: {}", a.id, a.question);
+            assert_eq!(
+                detect_language(&format!("{} {}", a.question, a.answer)),
+                a.language,
+                "{}",
+                a.id
+            );
+            assert_eq!(
+                detect_language(&a.question),
+                a.language,
+                "question of {}: {}",
+                a.id,
+                a.question
+            );
         }
     }
 
@@ -1305,7 +1455,10 @@ mod tests {
 
     #[test]
     fn csv_minimal_columns_and_trimming() {
-        let articles = parse(&csv("Question , ANSWER\n  How do I reset my PIN?  ,\"  Go to Cards > PIN.\nThen confirm.  \"\n")).unwrap();
+        let articles = parse(&csv(
+            "Question , ANSWER\n  How do I reset my PIN?  ,\"  Go to Cards > PIN.\nThen confirm.  \"\n",
+        ))
+        .unwrap();
         assert_eq!(articles.len(), 1);
         let a = &articles[0];
         assert_eq!(a.question, "How do I reset my PIN?");
@@ -1322,12 +1475,16 @@ mod tests {
         let articles = parse(&csv(text)).unwrap();
         assert_eq!(articles[0].id, "q1");
         let errs = errors(parse(&csv("\u{feff}question\nWhere?\n")));
-        assert_eq!(lines_and_messages(&errs), vec![(1, "missing required column \"answer\"")]);
+        assert_eq!(
+            lines_and_messages(&errs),
+            vec![(1, "missing required column \"answer\"")]
+        );
     }
 
     #[test]
     fn csv_semicolon_delimiter() {
-        let text = "id;question;answer;tags\nq1;Where is my card, please?;It is on its way, promise.;card|delivery, post\n";
+        let text =
+            "id;question;answer;tags\nq1;Where is my card, please?;It is on its way, promise.;card|delivery, post\n";
         let articles = parse(&csv(text)).unwrap();
         assert_eq!(articles[0].question, "Where is my card, please?");
         assert_eq!(articles[0].answer, "It is on its way, promise.");
@@ -1348,8 +1505,20 @@ mod tests {
     }
 
     #[test]
+    fn delimiter_sniffing() {
+        assert_eq!(sniff_delimiter(b"id,question,answer\n1;2;3;4;5\n"), b',');
+        assert_eq!(sniff_delimiter(b"id;question;answer,x\n"), b';');
+        assert_eq!(sniff_delimiter(b"\"a,b,c\";question;answer\n"), b';');
+        assert_eq!(sniff_delimiter(b"\r\n\nid\tquestion\tanswer\n"), b'\t');
+        assert_eq!(sniff_delimiter(b"question\n"), b',');
+        let articles = parse(&csv("\n\nquestion;answer\nWhere, then?;There, now.\n")).unwrap();
+        assert_eq!(articles[0].answer, "There, now.");
+    }
+
+    #[test]
     fn csv_quoted_newlines_and_doubled_quotes() {
-        let text = "id,question,answer\nq1,\"Multi\nline question?\",\"He said \"\"hi\"\".\n\nBye.\"\nq2,Second?,Yes.\n";
+        let text =
+            "id,question,answer\nq1,\"Multi\nline question?\",\"He said \"\"hi\"\".\n\nBye.\"\nq2,Second?,Yes.\n";
         let articles = parse(&csv(text)).unwrap();
         assert_eq!(articles.len(), 2);
         assert_eq!(articles[0].question, "Multi\nline question?");
@@ -1369,18 +1538,27 @@ mod tests {
     fn csv_missing_required_column_is_one_error() {
         let text = "id,question,tags\nq1,Where?,x\nq2,When?,y\n";
         let errs = errors(parse(&csv(text)));
-        assert_eq!(lines_and_messages(&errs), vec![(1, "missing required column \"answer\"")]);
+        assert_eq!(
+            lines_and_messages(&errs),
+            vec![(1, "missing required column \"answer\"")]
+        );
         let errs = errors(parse(&csv("id,tags\nq1,x\n")));
         assert_eq!(
             lines_and_messages(&errs),
-            vec![(1, "missing required column \"question\""), (1, "missing required column \"answer\"")]
+            vec![
+                (1, "missing required column \"question\""),
+                (1, "missing required column \"answer\"")
+            ]
         );
     }
 
     #[test]
     fn csv_duplicate_column() {
         let errs = errors(parse(&csv("question,answer,Question\na,b,c\n")));
-        assert_eq!(lines_and_messages(&errs), vec![(1, "column \"question\" appears twice (columns 1 and 3)")]);
+        assert_eq!(
+            lines_and_messages(&errs),
+            vec![(1, "column \"question\" appears twice (columns 1 and 3)")]
+        );
     }
 
     #[test]
@@ -1393,17 +1571,22 @@ mod tests {
     #[test]
     fn csv_empty_fields_are_reported_on_the_line_their_record_starts() {
         let text = concat!(
-            "id,question,answer\n",                 // 1
+            "id,question,answer\n",                           // 1
             "q1,\"Two\nline question\",\"Three\n\nlines\"\n", // 2-5
-            "q2,,Answer.\n",                      // 6
-            "q3,\"Another\nquestion\",\n",         // 7-8
-            "q4,Fine?,\"Multi\nline\"\n",          // 9-10
-            "q5,  ,   \n",                         // 11
+            "q2,,Answer.\n",                                  // 6
+            "q3,\"Another\nquestion\",\n",                    // 7-8
+            "q4,Fine?,\"Multi\nline\"\n",                     // 9-10
+            "q5,  ,   \n",                                    // 11
         );
         let errs = errors(parse(&csv(text)));
         assert_eq!(
             lines_and_messages(&errs),
-            vec![(6, "question is empty"), (7, "answer is empty"), (11, "question is empty"), (11, "answer is empty")]
+            vec![
+                (6, "question is empty"),
+                (7, "answer is empty"),
+                (11, "question is empty"),
+                (11, "answer is empty")
+            ]
         );
     }
 
@@ -1411,7 +1594,10 @@ mod tests {
     fn csv_whitespace_only_rows_are_skipped() {
         let text = "id,question,answer\n\nq1,Where?,There.\n   \n , , \n\t\nq2,When?,Now.\n\n";
         let articles = parse(&csv(text)).unwrap();
-        assert_eq!(articles.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(), vec!["q1", "q2"]);
+        assert_eq!(
+            articles.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(),
+            vec!["q1", "q2"]
+        );
     }
 
     #[test]
@@ -1420,7 +1606,10 @@ mod tests {
         let errs = errors(parse(&csv(text)));
         assert_eq!(
             lines_and_messages(&errs),
-            vec![(3, "expected 6 fields as in the header, found 4"), (4, "expected 6 fields as in the header, found 7")]
+            vec![
+                (3, "expected 6 fields as in the header, found 4"),
+                (4, "expected 6 fields as in the header, found 7")
+            ]
         );
     }
 
@@ -1526,9 +1715,54 @@ mod tests {
         assert_eq!(detect_language("我的卡还没有到，怎么办？"), "zh");
         assert_eq!(detect_language("Где моя карта? Я заказал её две недели назад."), "ru");
         assert_eq!(
-            detect_language("Ich habe meine Karte vor zwei Wochen bestellt und sie ist immer noch nicht angekommen. Wo ist sie?"),
+            detect_language(
+                "Ich habe meine Karte vor zwei Wochen bestellt und sie ist immer noch nicht angekommen. Wo ist sie?"
+            ),
             "de"
         );
+    }
+
+    #[test]
+    fn english_fast_path_agrees_with_whatlang() {
+        assert!(
+            ENGLISH_WORDS.windows(2).all(|w| w[0] < w[1]),
+            "ENGLISH_WORDS must be sorted"
+        );
+        assert!(looks_english("How do I reset my PIN?"));
+        assert!(looks_english("Where is the nearest ATM? You can find it in the app."));
+        assert!(!looks_english(
+            "Wo ist meine Karte? Ich habe sie vor zwei Wochen bestellt."
+        ));
+        assert!(!looks_english("¿Dónde está mi tarjeta? La pedí hace dos semanas."));
+        assert!(!looks_english(
+            "Waar is mijn kaart? Ik heb hem twee weken geleden besteld."
+        ));
+        assert!(!looks_english("PIN"));
+        for foreign in [
+            "Hvor er mit kort? Jeg bestilte det for to uger siden, og det er stadig ikke kommet. Hvad kan jeg gøre?",
+            "Où est ma carte ? Je l'ai commandée il y a deux semaines et elle n'est toujours pas arrivée.",
+            "Gdzie jest moja karta? Zamówiłem ją dwa tygodnie temu i nadal nie dotarła. Co mogę zrobić?",
+            "Var är mitt kort? Jag beställde det för två veckor sedan och det har fortfarande inte kommit.",
+            "Onde está o meu cartão? Pedi há duas semanas e ainda não chegou. O que posso fazer?",
+        ] {
+            assert!(!looks_english(foreign), "{foreign}");
+        }
+        // Where the fast path answers, whatlang (when sure) says English too.
+        let bytes = std::fs::read(DEMO_FAQ).unwrap();
+        for a in parse(&upload(bytes, None, Some("faq.csv")))
+            .unwrap()
+            .iter()
+            .filter(|a| a.language == "en")
+        {
+            let text = format!("{} {}", a.question, a.answer);
+            assert!(looks_english(&text), "{}", a.id);
+            let info = whatlang::detect(&text).unwrap();
+            assert!(
+                !info.is_reliable() || info.lang() == whatlang::Lang::Eng,
+                "{}: {info:?}",
+                a.id
+            );
+        }
     }
 
     #[test]
@@ -1554,7 +1788,11 @@ mod tests {
         let errs = errors(parse(&csv(text)));
         assert_eq!(errs.len(), 2);
         assert_eq!(errs[0].line, 2);
-        assert!(errs[0].message.starts_with("id \"has space\" has the character ' '"), "{}", errs[0].message);
+        assert!(
+            errs[0].message.starts_with("id \"has space\" has the character ' '"),
+            "{}",
+            errs[0].message
+        );
         assert_eq!(errs[1].line, 4);
         assert!(validate_id("faq-reverted_card_payment?-en").is_ok());
         for bad in ["a/b", "a#b", "a%20", "a\"b", "é"] {
@@ -1565,24 +1803,30 @@ mod tests {
     #[test]
     fn csv_duplicate_ids_given_and_derived() {
         let text = concat!(
-            "id,language,question,answer\n", // 1
-            "a,en,First?,One.\n",            // 2
-            "b,en,Second?,Two.\n",           // 3
-            "a,en,Third?,Three.\n",          // 4
-            ",en,Where is my card?,Here.\n", // 5
+            "id,language,question,answer\n",       // 1
+            "a,en,First?,One.\n",                  // 2
+            "b,en,Second?,Two.\n",                 // 3
+            "a,en,Third?,Three.\n",                // 4
+            ",en,Where is my card?,Here.\n",       // 5
             ",EN,  where is my   CARD? ,Again.\n", // 6: same derived id
-            ",ko,Where is my card?,Here.\n", // 7: other language, other id
+            ",ko,Where is my card?,Here.\n",       // 7: other language, other id
         );
         let errs = errors(parse(&csv(text)));
         let derived = stable_id("en", "Where is my card?");
         assert_eq!(
             lines_and_messages(&errs),
-            vec![(4, "duplicate id `a` (first on line 2)"), (6, format!("duplicate id `{derived}` (first on line 5)").as_str())]
+            vec![
+                (4, "duplicate id `a` (first on line 2)"),
+                (6, format!("duplicate id `{derived}` (first on line 5)").as_str())
+            ]
         );
         // A given id equal to an earlier derived one is a duplicate too.
         let text = format!("id,language,question,answer\n,en,Where is my card?,Here.\n{derived},en,Other?,Other.\n");
         let errs = errors(parse(&csv(&text)));
-        assert_eq!(lines_and_messages(&errs), vec![(3, format!("duplicate id `{derived}` (first on line 2)").as_str())]);
+        assert_eq!(
+            lines_and_messages(&errs),
+            vec![(3, format!("duplicate id `{derived}` (first on line 2)").as_str())]
+        );
     }
 
     #[test]
@@ -1604,7 +1848,10 @@ mod tests {
         assert_eq!(errs[0].line, 2);
         // Invalid UTF-8 in the header.
         let errs = errors(parse(&csv_bytes(b"question,answer,\xFF\nq,a,x\n")));
-        assert_eq!(lines_and_messages(&errs), vec![(1, "invalid UTF-8 in the header (save the file as UTF-8)")]);
+        assert_eq!(
+            lines_and_messages(&errs),
+            vec![(1, "invalid UTF-8 in the header (save the file as UTF-8)")]
+        );
     }
 
     fn csv_bytes(bytes: &[u8]) -> Upload {
@@ -1636,9 +1883,21 @@ mod tests {
         }
         let errs = errors(parse(&csv(&text)));
         assert_eq!(errs.len(), MAX_ERRORS + 1);
-        assert_eq!(errs[0], LineError { line: 3, message: "answer is empty".into() });
+        assert_eq!(
+            errs[0],
+            LineError {
+                line: 3,
+                message: "answer is empty".into()
+            }
+        );
         assert_eq!(errs[999].line, 3 + 2 * 999);
-        assert_eq!(errs[1000], LineError { line: 3 + 2 * 1000, message: "and 500 more errors".into() });
+        assert_eq!(
+            errs[1000],
+            LineError {
+                line: 3 + 2 * 1000,
+                message: "and 500 more errors".into()
+            }
+        );
     }
 
     #[test]
@@ -1650,7 +1909,10 @@ mod tests {
         let errs = errors(parse(&csv(&text)));
         assert_eq!(
             lines_and_messages(&errs),
-            vec![(MAX_ARTICLES as u64 + 2, "the file has more than 100000 articles; the limit is 100000")]
+            vec![(
+                MAX_ARTICLES as u64 + 2,
+                "the file has more than 100000 articles; the limit is 100000"
+            )]
         );
         // Exactly the limit is fine.
         let mut text = String::from("id,language,question,answer\n");
@@ -1676,7 +1938,10 @@ mod tests {
         let elapsed = started.elapsed();
         assert_eq!(articles.len(), 50_000);
         assert_eq!(articles[49_999].id, "faq-49999");
-        assert_eq!(articles[3].answer, "You do thing 3 in the app under Cards, then \"Confirm\".");
+        assert_eq!(
+            articles[3].answer,
+            "You do thing 3 in the app under Cards, then \"Confirm\"."
+        );
         // Well under a second optimised; this crate's own code is unoptimised in
         // test builds and the machine may be busy, so the bound is generous.
         assert!(elapsed.as_secs_f64() < 5.0, "50k rows took {elapsed:?}");
@@ -1711,7 +1976,10 @@ mod tests {
         let articles = parse(&json(text)).unwrap();
         assert_eq!(articles[0].question, "Where?");
         let errs = errors(parse(&json(r#"{"faqs": []}"#)));
-        assert_eq!(lines_and_messages(&errs), vec![(1, "the JSON object has no \"articles\" array")]);
+        assert_eq!(
+            lines_and_messages(&errs),
+            vec![(1, "the JSON object has no \"articles\" array")]
+        );
         let errs = errors(parse(&json(r#"{"articles": []}"#)));
         assert_eq!(lines_and_messages(&errs), vec![(1, "the file has no articles")]);
         let errs = errors(parse(&json("[]")));
@@ -1756,7 +2024,11 @@ mod tests {
         let errs = errors(parse(&json(text)));
         assert_eq!(errs.len(), 1);
         assert_eq!(errs[0].line, 3);
-        assert!(errs[0].message.starts_with("invalid JSON: expected `,` or `}`"), "{}", errs[0].message);
+        assert!(
+            errs[0].message.starts_with("invalid JSON: expected `,` or `}`"),
+            "{}",
+            errs[0].message
+        );
         let errs = errors(parse(&json("[{\"question\": \"Q\"")));
         assert_eq!(errs.len(), 1);
         assert!(errs[0].message.starts_with("invalid JSON: EOF"), "{}", errs[0].message);
@@ -1769,7 +2041,7 @@ mod tests {
     fn json_wrong_types() {
         let text = concat!(
             "[\n",
-            "  {\"question\": 42, \"answer\": \"A\"},\n",          // 2
+            "  {\"question\": 42, \"answer\": \"A\"},\n", // 2
             "  {\"question\": \"Q\", \"answer\": [\"A\"], \"tags\": 3},\n", // 3
             "  {\"question\": \"Q3\", \"answer\": \"A\", \"tags\": [\"ok\", 1], \"id\": 1.5}\n", // 4
             "]\n",
@@ -1782,21 +2054,34 @@ mod tests {
                 (3, "answer must be a string, found an array"),
                 (3, "tags must be a string or an array of strings, found a number"),
                 (4, "id must be a string, found a number"),
-                (4, "tags must be a string or an array of strings, found a number in the array"),
+                (
+                    4,
+                    "tags must be a string or an array of strings, found a number in the array"
+                ),
             ]
         );
     }
 
     #[test]
     fn json_invalid_utf8() {
-        let errs = errors(parse(&upload(b"[\n{\"question\": \"\xFF\"}]".to_vec(), Some("application/json"), None)));
-        assert_eq!(lines_and_messages(&errs), vec![(2, "invalid UTF-8 (save the file as UTF-8)")]);
+        let errs = errors(parse(&upload(
+            b"[\n{\"question\": \"\xFF\"}]".to_vec(),
+            Some("application/json"),
+            None,
+        )));
+        assert_eq!(
+            lines_and_messages(&errs),
+            vec![(2, "invalid UTF-8 (save the file as UTF-8)")]
+        );
     }
 
     // --- XLSX -----------------------------------------------------------------
 
     fn xml_escape(s: &str) -> String {
-        s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
     }
 
     fn column_letter(i: usize) -> char {
@@ -1810,9 +2095,12 @@ mod tests {
         Err(&'a str),
     }
 
+    /// A worksheet: its name and its rows (row number, cells from column A).
+    type Sheet<'a> = (&'a str, Vec<(u32, Vec<Cell<'a>>)>);
+
     /// A minimal XLSX: one or more worksheets of inline-string and number cells;
     /// with `shared`, the first sheet's strings go into sharedStrings.xml.
-    fn xlsx(sheets: &[(&str, Vec<(u32, Vec<Cell>)>)], shared: bool) -> Vec<u8> {
+    fn xlsx(sheets: &[Sheet], shared: bool) -> Vec<u8> {
         let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
         let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
         let mut put = |name: &str, body: String| {
@@ -1832,7 +2120,10 @@ mod tests {
             content_types.push_str(&format!(
                 r#"<Override PartName="/xl/worksheets/sheet{id}.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/>"#
             ));
-            workbook_sheets.push_str(&format!(r#"<sheet name="{}" sheetId="{id}" r:id="rId{id}"/>"#, xml_escape(name)));
+            workbook_sheets.push_str(&format!(
+                r#"<sheet name="{}" sheetId="{id}" r:id="rId{id}"/>"#,
+                xml_escape(name)
+            ));
             rels.push_str(&format!(
                 r#"<Relationship Id="rId{id}" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/worksheet" Target="worksheets/sheet{id}.xml"/>"#
             ));
@@ -1906,11 +2197,51 @@ mod tests {
     fn faq_rows() -> Vec<(u32, Vec<Cell<'static>>)> {
         use Cell::*;
         vec![
-            (1, vec![Str("ID"), Str("Question"), Str("Answer"), Str("Tags"), Str("Language"), Str("Notes")]),
-            (2, vec![Num("1001"), Str("Where is my card?"), Str("On its way.\nTrack it in the app."), Str("card; delivery"), Str("en"), Str("x")]),
+            (
+                1,
+                vec![
+                    Str("ID"),
+                    Str("Question"),
+                    Str("Answer"),
+                    Str("Tags"),
+                    Str("Language"),
+                    Str("Notes"),
+                ],
+            ),
+            (
+                2,
+                vec![
+                    Num("1001"),
+                    Str("Where is my card?"),
+                    Str("On its way.\nTrack it in the app."),
+                    Str("card; delivery"),
+                    Str("en"),
+                    Str("x"),
+                ],
+            ),
             (3, vec![Str(""), Str(""), Str(""), Str(""), Str(""), Str("")]),
-            (4, vec![Str("q-2"), Str("카드가 안 와요"), Str("곧 도착합니다."), Str(""), Str(""), Str("")]),
-            (5, vec![Num("3.5"), Str("Decimal id?"), Str("Fine."), Str(""), Str("EN-GB"), Str("")]),
+            (
+                4,
+                vec![
+                    Str("q-2"),
+                    Str("카드가 안 와요"),
+                    Str("곧 도착합니다."),
+                    Str(""),
+                    Str(""),
+                    Str(""),
+                ],
+            ),
+            (
+                5,
+                vec![
+                    Num("3.5"),
+                    Str("Decimal id?"),
+                    Str("Fine."),
+                    Str(""),
+                    Str("EN-GB"),
+                    Str(""),
+                ],
+            ),
         ]
     }
 
@@ -1949,14 +2280,20 @@ mod tests {
         let errs = errors(parse(&xlsx_upload(bytes)));
         assert_eq!(
             lines_and_messages(&errs),
-            vec![(6, "question is empty"), (7, "column \"answer\" holds the error value #N/A")]
+            vec![
+                (6, "question is empty"),
+                (7, "column \"answer\" holds the error value #N/A")
+            ]
         );
         // Without a sheet named faq, the first sheet is read.
         let bytes = xlsx(&[("Notes", vec![(1, vec![Str("nothing"), Str("here")])])], false);
         let errs = errors(parse(&xlsx_upload(bytes)));
         assert_eq!(
             lines_and_messages(&errs),
-            vec![(1, "missing required column \"question\""), (1, "missing required column \"answer\"")]
+            vec![
+                (1, "missing required column \"question\""),
+                (1, "missing required column \"answer\"")
+            ]
         );
         // Header only.
         let bytes = xlsx(&[("Sheet1", vec![(1, vec![Str("question"), Str("answer")])])], true);
@@ -1965,7 +2302,10 @@ mod tests {
         // An empty sheet.
         let bytes = xlsx(&[("Sheet1", vec![])], false);
         let errs = errors(parse(&xlsx_upload(bytes)));
-        assert_eq!(lines_and_messages(&errs), vec![(1, "the worksheet \"Sheet1\" is empty")]);
+        assert_eq!(
+            lines_and_messages(&errs),
+            vec![(1, "the worksheet \"Sheet1\" is empty")]
+        );
     }
 
     #[test]
@@ -1998,7 +2338,10 @@ mod tests {
             other => panic!("{other:?}"),
         }
         // Sniffed as XLSX (a zip), refused the same way.
-        assert!(matches!(parse(&upload(bytes, None, None)), Err(KbError::UnsupportedFormat(_))));
+        assert!(matches!(
+            parse(&upload(bytes, None, None)),
+            Err(KbError::UnsupportedFormat(_))
+        ));
         // A workbook.xml that is not one: calamine refuses it, we do not panic.
         let bytes = zip_of(&[("xl/workbook.xml", b"garbage")]);
         assert!(matches!(parse(&xlsx_upload(bytes)), Err(KbError::UnsupportedFormat(_))));
@@ -2093,7 +2436,10 @@ mod tests {
     fn xlsx_garbage_never_panics() {
         // Random bytes claiming to be XLSX.
         let garbage = random_bytes(42, 4096);
-        assert!(matches!(parse(&xlsx_upload(garbage.clone())), Err(KbError::UnsupportedFormat(_))));
+        assert!(matches!(
+            parse(&xlsx_upload(garbage.clone())),
+            Err(KbError::UnsupportedFormat(_))
+        ));
         // Random bytes behind the zip magic.
         let mut fake = ZIP_MAGIC.to_vec();
         fake.extend_from_slice(&garbage);
@@ -2119,7 +2465,10 @@ mod tests {
         xls.extend_from_slice(&garbage);
         let message = unsupported(detect_format(&upload(xls.clone(), Some(XLSX_MIME), None)));
         assert!(message.contains(".xls"), "{message}");
-        assert!(matches!(parse(&upload(xls, None, None)), Err(KbError::UnsupportedFormat(_))));
+        assert!(matches!(
+            parse(&upload(xls, None, None)),
+            Err(KbError::UnsupportedFormat(_))
+        ));
     }
 
     // --- detect_format ----------------------------------------------------------
@@ -2129,23 +2478,52 @@ mod tests {
         let text = b"question,answer\nq,a\n".to_vec();
         let array = b"  [{\"question\": \"q\", \"answer\": \"a\"}]".to_vec();
         let zip = xlsx(&[("Sheet1", faq_rows())], false);
-        for ct in ["text/csv", "text/csv; charset=utf-8", "application/csv", "TEXT/CSV", "text/tab-separated-values"] {
-            assert_eq!(detect_format(&upload(text.clone(), Some(ct), None)).unwrap(), Format::Csv, "{ct}");
+        for ct in [
+            "text/csv",
+            "text/csv; charset=utf-8",
+            "application/csv",
+            "TEXT/CSV",
+            "text/tab-separated-values",
+        ] {
+            assert_eq!(
+                detect_format(&upload(text.clone(), Some(ct), None)).unwrap(),
+                Format::Csv,
+                "{ct}"
+            );
         }
         for ct in ["application/json", "application/json; charset=UTF-8", "text/json"] {
-            assert_eq!(detect_format(&upload(array.clone(), Some(ct), None)).unwrap(), Format::Json, "{ct}");
+            assert_eq!(
+                detect_format(&upload(array.clone(), Some(ct), None)).unwrap(),
+                Format::Json,
+                "{ct}"
+            );
         }
-        assert_eq!(detect_format(&upload(zip.clone(), Some(XLSX_MIME), None)).unwrap(), Format::Xlsx);
+        assert_eq!(
+            detect_format(&upload(zip.clone(), Some(XLSX_MIME), None)).unwrap(),
+            Format::Xlsx
+        );
         // text/plain: CSV-ish, JSON when it looks like JSON.
-        assert_eq!(detect_format(&upload(text.clone(), Some("text/plain"), None)).unwrap(), Format::Csv);
-        assert_eq!(detect_format(&upload(array.clone(), Some("text/plain"), None)).unwrap(), Format::Json);
+        assert_eq!(
+            detect_format(&upload(text.clone(), Some("text/plain"), None)).unwrap(),
+            Format::Csv
+        );
+        assert_eq!(
+            detect_format(&upload(array.clone(), Some("text/plain"), None)).unwrap(),
+            Format::Json
+        );
         // octet-stream: sniffed.
         let octet = Some("application/octet-stream");
         assert_eq!(detect_format(&upload(text.clone(), octet, None)).unwrap(), Format::Csv);
-        assert_eq!(detect_format(&upload(array.clone(), octet, None)).unwrap(), Format::Json);
+        assert_eq!(
+            detect_format(&upload(array.clone(), octet, None)).unwrap(),
+            Format::Json
+        );
         assert_eq!(detect_format(&upload(zip.clone(), octet, None)).unwrap(), Format::Xlsx);
         // The content type wins over the name.
-        assert_eq!(detect_format(&upload(text.clone(), Some("text/csv"), Some("faq.json"))).unwrap(), Format::Csv);
+        assert_eq!(
+            detect_format(&upload(text.clone(), Some("text/csv"), Some("faq.json"))).unwrap(),
+            Format::Csv
+        );
         // Unknown content types.
         for ct in ["image/png", "application/pdf", "text/html"] {
             let message = unsupported(detect_format(&upload(text.clone(), Some(ct), Some("faq.csv"))));
@@ -2158,28 +2536,63 @@ mod tests {
         let text = b"question,answer\nq,a\n".to_vec();
         let array = b"[]".to_vec();
         let zip = xlsx(&[("Sheet1", faq_rows())], false);
-        assert_eq!(detect_format(&upload(text.clone(), None, Some("faq.csv"))).unwrap(), Format::Csv);
-        assert_eq!(detect_format(&upload(text.clone(), None, Some("FAQ.TSV"))).unwrap(), Format::Csv);
-        assert_eq!(detect_format(&upload(array.clone(), None, Some("dir/faq.json"))).unwrap(), Format::Json);
-        assert_eq!(detect_format(&upload(zip.clone(), None, Some("C:\\x\\faq.xlsx"))).unwrap(), Format::Xlsx);
+        assert_eq!(
+            detect_format(&upload(text.clone(), None, Some("faq.csv"))).unwrap(),
+            Format::Csv
+        );
+        assert_eq!(
+            detect_format(&upload(text.clone(), None, Some("FAQ.TSV"))).unwrap(),
+            Format::Csv
+        );
+        assert_eq!(
+            detect_format(&upload(array.clone(), None, Some("dir/faq.json"))).unwrap(),
+            Format::Json
+        );
+        assert_eq!(
+            detect_format(&upload(zip.clone(), None, Some("C:\\x\\faq.xlsx"))).unwrap(),
+            Format::Xlsx
+        );
         let octet = Some("application/octet-stream");
-        assert_eq!(detect_format(&upload(zip.clone(), octet, Some("faq.xlsx"))).unwrap(), Format::Xlsx);
+        assert_eq!(
+            detect_format(&upload(zip.clone(), octet, Some("faq.xlsx"))).unwrap(),
+            Format::Xlsx
+        );
         // Windows sends .csv files as application/vnd.ms-excel.
         let excel = Some("application/vnd.ms-excel");
-        assert_eq!(detect_format(&upload(text.clone(), excel, Some("faq.csv"))).unwrap(), Format::Csv);
+        assert_eq!(
+            detect_format(&upload(text.clone(), excel, Some("faq.csv"))).unwrap(),
+            Format::Csv
+        );
         let message = unsupported(detect_format(&upload(text.clone(), None, Some("faq.xls"))));
         assert!(message.contains(".xls"), "{message}");
+        // A definite content type is not second-guessed by the name.
+        assert_eq!(
+            detect_format(&upload(text.clone(), Some("text/csv"), Some("faq.xls"))).unwrap(),
+            Format::Csv
+        );
         // An unknown extension defers to the bytes.
-        assert_eq!(detect_format(&upload(text.clone(), None, Some("faq.txt"))).unwrap(), Format::Csv);
+        assert_eq!(
+            detect_format(&upload(text.clone(), None, Some("faq.txt"))).unwrap(),
+            Format::Csv
+        );
         assert_eq!(detect_format(&upload(zip, None, Some("faq"))).unwrap(), Format::Xlsx);
     }
 
     #[test]
     fn detect_by_sniffing() {
         let zip = xlsx(&[("Sheet1", faq_rows())], false);
-        assert_eq!(detect_format(&upload(b"question,answer\n".to_vec(), None, None)).unwrap(), Format::Csv);
-        assert_eq!(detect_format(&upload("\u{feff} \n[]", None, None)).unwrap(), Format::Json);
-        assert_eq!(detect_format(&upload(b"{\"articles\": []}".to_vec(), None, None)).unwrap(), Format::Json);
+        assert_eq!(
+            detect_format(&upload(b"question,answer\n".to_vec(), None, None)).unwrap(),
+            Format::Csv
+        );
+        assert_eq!(
+            detect_format(&upload("\u{feff} \n[]", None, None)).unwrap(),
+            Format::Json
+        );
+        assert_eq!(
+            detect_format(&upload(b"{\"articles\": []}".to_vec(), None, None)).unwrap(),
+            Format::Json
+        );
         assert_eq!(detect_format(&upload(zip, None, None)).unwrap(), Format::Xlsx);
         assert_eq!(detect_format(&upload(Vec::new(), None, None)).unwrap(), Format::Csv);
         let png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec();
@@ -2201,7 +2614,10 @@ mod tests {
         // Says CSV, is a zip.
         let m = unsupported(detect_format(&upload(zip.clone(), Some("text/csv"), None)));
         assert!(m.contains("says CSV") && m.contains("zip"), "{m}");
-        assert!(matches!(detect_format(&upload(zip.clone(), None, Some("faq.csv"))), Err(KbError::UnsupportedFormat(_))));
+        assert!(matches!(
+            detect_format(&upload(zip.clone(), None, Some("faq.csv"))),
+            Err(KbError::UnsupportedFormat(_))
+        ));
         assert!(matches!(
             detect_format(&upload(zip.clone(), Some("text/plain"), None)),
             Err(KbError::UnsupportedFormat(_))
@@ -2212,9 +2628,16 @@ mod tests {
         let m = unsupported(detect_format(&upload(zip, None, Some("faq.json"))));
         assert!(m.contains("zip"), "{m}");
         // Says CSV, holds NUL bytes.
-        let m = unsupported(detect_format(&upload(b"question\0,answer".to_vec(), Some("text/csv"), None)));
+        let m = unsupported(detect_format(&upload(
+            b"question\0,answer".to_vec(),
+            Some("text/csv"),
+            None,
+        )));
         assert!(m.contains("NUL"), "{m}");
         // parse reports the same.
-        assert!(matches!(parse(&upload(text, Some(XLSX_MIME), None)), Err(KbError::UnsupportedFormat(_))));
+        assert!(matches!(
+            parse(&upload(text, Some(XLSX_MIME), None)),
+            Err(KbError::UnsupportedFormat(_))
+        ));
     }
 }

@@ -129,10 +129,14 @@ impl VersionIndex {
             }
         }
         let dense_on = dense.is_some();
+        let fusion = match &self.adapter {
+            Some(a) => self.fusion.with_dense_range(a.metrics.cos_floor, a.metrics.cos_ceil),
+            None => self.fusion,
+        };
         let mut ranked: Vec<(u32, Signals, f32)> = signals
             .into_iter()
             .map(|(row, s)| {
-                let r = self.fusion.rank_score(&s, dense_on);
+                let r = fusion.rank_score(&s, dense_on);
                 (row, s, r)
             })
             .collect();
@@ -149,7 +153,7 @@ impl VersionIndex {
                 if s.dense_rank.is_some() {
                     retrievers.push("dense".to_string());
                 }
-                let hybrid = self.fusion.confidence(&s, dense_on);
+                let hybrid = fusion.confidence(&s, dense_on);
                 KbHit {
                     article_id: a.id.clone(),
                     question: a.question.clone(),

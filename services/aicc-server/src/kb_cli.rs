@@ -101,6 +101,9 @@ pub struct EvalArgs {
     /// `blend` (default) or `rrf`.
     #[arg(long, default_value = "blend")]
     fusion: String,
+    /// Override the blend's dense weight (experiments).
+    #[arg(long, hide = true)]
+    dense_weight: Option<f32>,
     /// What of an article is embedded: `question` (default) or `question+answer`.
     #[arg(long, default_value = "question")]
     passage: String,
@@ -207,7 +210,10 @@ fn score(index: &VersionIndex, queries: &[(&Query, Vec<&str>)], vectors: &[Vec<f
 }
 
 pub async fn eval(args: EvalArgs, settings: &Settings) -> anyhow::Result<Value> {
-    let fusion = Fusion::parse(&args.fusion).context("--fusion must be blend or rrf")?;
+    let mut fusion = Fusion::parse(&args.fusion).context("--fusion must be blend or rrf")?;
+    if let (Some(w), Fusion::Blend { dense_weight, .. }) = (args.dense_weight, &mut fusion) {
+        *dense_weight = w;
+    }
     let passage = PassageText::parse(&args.passage).context("--passage must be question or question+answer")?;
     let (articles, mut queries) = match &args.parakqc {
         Some(p) => parakqc(p)?,
