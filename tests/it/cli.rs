@@ -72,7 +72,7 @@ async fn serve_loads_the_embedder_and_the_demo_intent_model() {
         c.env_remove("AICC_EMBEDDER").env("AICC_MODEL_DIR", shared_model_dir());
         c
     };
-    let first = start(cmd()).await;
+    let mut first = start(cmd()).await;
     // Not ready until both are loaded: 503 naming what is missing.
     let (status, body) = readyz(&first.url).await;
     if status == 503 {
@@ -81,6 +81,32 @@ async fn serve_loads_the_embedder_and_the_demo_intent_model() {
     // From the trained-model cache (scripts/test warms it), or a fresh training.
     let body = wait_ready(&first.url, 280).await;
     assert_eq!(body["models"], json!({ "multilingual-e5-small": "ready", "intent:demo": "ready" }));
+    // The demo knowledge was published at first start; once the embedder is
+    // in, search is hybrid and finds the lost-card article for a Korean message.
+    let password = first.demo_password().await;
+    let token = login(&first.url, &password).await.json::<serde_json::Value>().await.unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let hits = loop {
+        let resp = reqwest::Client::new()
+            .get(format!("{}/v1/kb/search", first.url))
+            .query(&[("q", "카드를 잃어버렸어요")])
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let body = resp.json::<serde_json::Value>().await.unwrap();
+        if body["hits"][0]["retrievers"].as_array().is_some_and(|r| r.contains(&json!("dense"))) {
+            break body["hits"].clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "no dense retrieval after the embedder loaded: {body}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(hits[0]["article_id"], "faq-lost_or_stolen_card-ko", "{hits}");
+    assert!(hits[0]["scores"]["dense"].as_f64().unwrap() > 0.8, "{hits}");
     drop(first);
     // A restart finds the model in the Store.
     let mut second = start(cmd()).await;
@@ -169,8 +195,22 @@ async fn serve_on_postgres() {
     cmd.env("DATABASE_URL", fresh_pg_database().await);
     let mut app = start(cmd).await;
     let password = app.demo_password().await;
-    assert_eq!(login(&app.url, &password).await.status(), 200);
+    let resp = login(&app.url, &password).await;
+    assert_eq!(resp.status(), 200);
     assert!(!dir.join("data/aicc.db").exists(), "no SQLite file when DATABASE_URL is set");
+    // The demo knowledge is published on this backend too (BM25 here: no embedder).
+    let token = resp.json::<serde_json::Value>().await.unwrap()["access_token"].as_str().unwrap().to_string();
+    let hits = reqwest::Client::new()
+        .get(format!("{}/v1/kb/search", app.url))
+        .query(&[("q", "카드를 잃어버렸어요")])
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
+    assert_eq!(hits["hits"][0]["article_id"], "faq-lost_or_stolen_card-ko", "{hits}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
