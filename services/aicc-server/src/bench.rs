@@ -104,7 +104,7 @@ fn rss_mb(pid: u32, field: &str) -> Option<f64> {
     Some(kb / 1024.0)
 }
 
-fn percentile(sorted: &[u64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[u64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }

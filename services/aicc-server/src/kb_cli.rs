@@ -104,8 +104,8 @@ pub struct EvalArgs {
     /// Override the blend's dense weight (experiments).
     #[arg(long, hide = true)]
     dense_weight: Option<f32>,
-    /// What of an article is embedded: `question` (default) or `question+answer`.
-    #[arg(long, default_value = "question")]
+    /// What of an article is embedded: `question+answer` (default) or `question`.
+    #[arg(long, default_value = "question+answer")]
     passage: String,
 }
 
@@ -299,5 +299,167 @@ pub async fn eval(args: EvalArgs, settings: &Settings) -> anyhow::Result<Value> 
         }
     }
     out["zero_shot"] = json!({ "dense": zero_shot["dense"], "hybrid": zero_shot["hybrid"] });
+    Ok(out)
+}
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// Articles in the synthetic knowledge base searched.
+    #[arg(long, default_value_t = 100_000)]
+    articles: usize,
+    /// Queries timed (BANKING77-style customer messages from the demo data).
+    #[arg(long, default_value_t = 1000)]
+    queries: usize,
+    /// Articles imported and indexed end to end for the import figure (real
+    /// embeddings; 0 skips it).
+    #[arg(long, default_value_t = 10_000)]
+    import_articles: usize,
+}
+
+/// Deterministic text from the demo FAQ's own words, so the analyzers see
+/// real English and Korean vocabulary at any scale.
+struct Synth {
+    words: Vec<String>,
+    x: u64,
+}
+
+impl Synth {
+    fn new() -> Self {
+        let text = String::from_utf8_lossy(crate::bootstrap::DEMO_FAQ).into_owned();
+        let mut words: Vec<String> =
+            text.split(|c: char| !c.is_alphanumeric()).filter(|w| w.chars().count() > 1).map(str::to_string).collect();
+        words.sort();
+        words.dedup();
+        Synth { words, x: 0x2545_F491_4F6C_DD1D }
+    }
+
+    fn next(&mut self) -> u64 {
+        self.x ^= self.x << 13;
+        self.x ^= self.x >> 7;
+        self.x ^= self.x << 17;
+        self.x
+    }
+
+    fn sentence(&mut self, min: usize, max: usize) -> String {
+        let n = min + (self.next() as usize) % (max - min + 1);
+        (0..n)
+            .map(|_| {
+                let i = (self.next() as usize) % self.words.len();
+                self.words[i].clone()
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    fn articles(&mut self, n: usize) -> Vec<Article> {
+        (0..n)
+            .map(|i| Article {
+                id: format!("synthetic-{i}"),
+                intent: None,
+                language: "en".into(),
+                question: format!("{}?", self.sentence(6, 14)),
+                answer: self.sentence(25, 60),
+                tags: vec![],
+            })
+            .collect()
+    }
+}
+
+fn latency(times: &mut [u64]) -> Value {
+    times.sort_unstable();
+    json!({ "p50_ms": crate::bench::percentile(times, 0.5), "p99_ms": crate::bench::percentile(times, 0.99) })
+}
+
+/// `aicc bench kb`: BM25 and hybrid search latency on a synthetic knowledge
+/// base, and the import + index rate of `--import-articles` real articles.
+pub async fn bench(args: BenchArgs, settings: &Settings) -> anyhow::Result<Value> {
+    let embedder = models::embedder(settings).await?.context("bench kb needs an embedder (AICC_EMBEDDER)")?;
+    let mut synth = Synth::new();
+    let queries: Vec<String> = String::from_utf8_lossy(crate::models::DEMO_DATA[0].1)
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.rsplit_once(',').map(|(t, _)| t.trim_matches('"').to_string()))
+        .take(args.queries.max(1))
+        .collect();
+
+    // Search: real analyzers and real query embeddings over synthetic
+    // articles; their vectors are real FAQ embeddings with noise (embedding
+    // 100k texts would take the benchmark most of an hour on two cores).
+    eprintln!("building a {}-article index", args.articles);
+    let articles = synth.articles(args.articles);
+    let t = Instant::now();
+    let base_texts: Vec<String> = synth.articles(256).into_iter().map(|a| a.question).collect();
+    let base = embed_batches(embedder.as_ref(), &base_texts).await?;
+    let dim = embedder.dim();
+    let vectors: Vec<Vec<f32>> = (0..articles.len())
+        .map(|i| {
+            let b = &base[i % base.len()];
+            let v: Vec<f32> = b.iter().map(|x| x + ((synth.next() % 2001) as f32 / 1000.0 - 1.0) * 0.02).collect();
+            let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            v.into_iter().map(|x| x / n).collect()
+        })
+        .collect();
+    let index = tokio::task::spawn_blocking(move || -> anyhow::Result<VersionIndex> {
+        Ok(VersionIndex::build(1, articles)?.with_vectors("bench", dim, &vectors))
+    })
+    .await??;
+    let index = Arc::new(index);
+    eprintln!("index built in {:.1} s", t.elapsed().as_secs_f64());
+
+    let mut bm25 = Vec::with_capacity(queries.len());
+    for q in &queries {
+        let t = Instant::now();
+        index.search(q, None, 10, Retrievers::Bm25)?;
+        bm25.push(t.elapsed().as_micros() as u64);
+    }
+    let mut hybrid = Vec::with_capacity(queries.len());
+    for q in &queries {
+        let t = Instant::now();
+        let v = embedder.embed(vec![q.clone()], EmbedKind::Query).await?;
+        index.search(q, Some(&v[0]), 10, Retrievers::Hybrid)?;
+        hybrid.push(t.elapsed().as_micros() as u64);
+    }
+    let mut out = json!({
+        "articles": args.articles, "queries": queries.len(), "model": embedder.name(),
+        "bm25_top10": latency(&mut bm25), "hybrid_top10": latency(&mut hybrid),
+    });
+
+    if args.import_articles > 0 {
+        // The whole path of `aicc kb import`: parse, store (SQLite), embed, index.
+        let dir = std::env::temp_dir().join(format!("aicc-bench-kb-{}", std::process::id()));
+        let store = aicc_store::open(None, &dir).await?;
+        let tenant = store.ensure_tenant("bench", "bench", &Default::default()).await?.0;
+        let mut csv = String::from("id,language,question,answer\n");
+        for a in synth.articles(args.import_articles) {
+            csv.push_str(&format!("{},en,\"{}\",\"{}\"\n", a.id, a.question, a.answer));
+        }
+        let kb = aicc_search::KnowledgeBase::new(store, None, Some(dir.join("kb")));
+        kb.set_embedder(embedder.clone());
+        let t = Instant::now();
+        let upload = Upload { bytes: csv.into_bytes(), content_type: Some("text/csv".into()), filename: None };
+        let version = kb.import(tenant.id, upload, ImportMode::Replace).await?;
+        let stored = t.elapsed().as_secs_f64();
+        kb.build_with_progress(tenant.id, version.version, &|done, todo| {
+            if done % 2048 < 32 || done == todo {
+                eprintln!("import: embedded {done}/{todo}");
+            }
+        })
+        .await?;
+        let total = t.elapsed().as_secs_f64();
+        let _ = std::fs::remove_dir_all(&dir);
+        out["import"] = json!({
+            "articles": args.import_articles, "store_seconds": round(stored), "total_seconds": round(total),
+            "articles_per_s": round(args.import_articles as f64 / total),
+        });
+    }
+    Ok(out)
+}
+
+/// Embeds texts as queries in batches (bench set-up only).
+async fn embed_batches(embedder: &dyn aicc_core::Embedder, texts: &[String]) -> anyhow::Result<Vec<Vec<f32>>> {
+    let mut out = Vec::new();
+    for chunk in texts.chunks(32) {
+        out.extend(embedder.embed(chunk.to_vec(), EmbedKind::Query).await?);
+    }
     Ok(out)
 }

@@ -101,6 +101,7 @@ enum BenchCommand {
     /// Classifying one message with the demo intent model, embedding included
     /// (trains it into the cache first if missing; docs/benchmarks.md).
     Intent(bench::EmbedArgs),
+    Kb(kb_cli::BenchArgs),
 }
 
 #[derive(Subcommand)]
@@ -156,6 +157,11 @@ async fn main() -> anyhow::Result<()> {
             init_tracing("warn");
             let demo = models::warm_demo_cache(&settings).await?;
             println!("{}", bench::intent(args, &demo.model, &demo.head)?);
+            Ok(())
+        }
+        Command::Bench { command: BenchCommand::Kb(args) } => {
+            init_tracing("warn");
+            println!("{}", kb_cli::bench(args, &settings).await?);
             Ok(())
         }
         Command::Bench { command: BenchCommand::Embed(args) } => {

@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 /// The demo tenant's training data, compiled in (demo/README.md).
-const DEMO_DATA: [(&str, &[u8]); 4] = [
+pub(crate) const DEMO_DATA: [(&str, &[u8]); 4] = [
     ("demo/banking77/train.csv", include_bytes!("../../../demo/banking77/train.csv")),
     ("demo/queries_ko.csv", include_bytes!("../../../demo/queries_ko.csv")),
     ("demo/routing.csv", include_bytes!("../../../demo/routing.csv")),
