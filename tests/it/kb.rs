@@ -223,3 +223,70 @@ async fn publish_is_atomic_under_concurrent_searches(app: TestApp) {
     }
     assert_eq!(all.len(), 2, "searches saw both versions: {all:?}");
 }
+
+/// Words hashed into 64 dimensions: texts that share no word are unrelated,
+/// so only a trained adapter can connect a message to its article.
+struct HashingEmbedder;
+
+#[async_trait::async_trait]
+impl aicc_core::Embedder for HashingEmbedder {
+    fn name(&self) -> &str {
+        "hashing"
+    }
+    fn dim(&self) -> usize {
+        64
+    }
+    async fn embed(&self, texts: Vec<String>, _: aicc_core::EmbedKind) -> Result<Vec<Vec<f32>>, aicc_core::ModelError> {
+        Ok(texts
+            .iter()
+            .map(|t| {
+                let mut v = vec![0f32; 64];
+                for w in t.to_lowercase().split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
+                    let h = w.bytes().fold(1469598103934665603u64, |h, b| (h ^ b as u64).wrapping_mul(1099511628211));
+                    v[(h % 64) as usize] += 1.0;
+                    v[((h >> 8) % 64) as usize] -= 0.5;
+                }
+                let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-6);
+                v.into_iter().map(|x| x / n).collect()
+            })
+            .collect())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trained_adapter_is_stored_and_used_by_every_replica() {
+    let app = aicc_tests::spawn_app(aicc_tests::Backend::Sqlite).await;
+    let admin = app.login("acme", "admin@acme.test").await;
+    import(&app, &admin, "", "text/csv", FAQ.as_bytes()).await;
+    app.post_json("/v1/admin/kb/versions/1/publish", Some(&admin), json!({})).await;
+    app.kb.set_embedder(std::sync::Arc::new(HashingEmbedder));
+    let tenant = app.tenant_id("acme").await;
+    // Messages in a vocabulary the articles never use.
+    let mut messages = Vec::new();
+    for i in 0..30 {
+        messages.push((format!("zorp blip number{i}"), "lost_or_stolen_card".to_string()));
+        messages.push((format!("quux frob number{i}"), "transfer_fee_charged".to_string()));
+    }
+    let rec = app.kb.train_adapter(tenant, &messages, &|_, _, _| {}).await.unwrap();
+    assert_eq!((rec.version, rec.kb_version, rec.encoder.as_str()), (1, Some(1), "hashing"));
+    let agent = app.login("acme", "agent@acme.test").await;
+    let (_, hits) = search(&app, &agent, "zorp blip number99", "").await;
+    assert!(ids(&hits)[0].starts_with("lost-"), "{hits}");
+    assert!(hits["hits"][0]["retrievers"].as_array().unwrap().contains(&json!("dense")));
+    let (_, hits) = search(&app, &agent, "quux frob number77", "").await;
+    assert_eq!(ids(&hits)[0], "fee-en", "{hits}");
+
+    // Another replica on the same store loads it from there.
+    let other = aicc_tests::knowledge_base(&app.store, &app.bus);
+    other.set_embedder(std::sync::Arc::new(HashingEmbedder));
+    let hits = aicc_core::KnowledgeIndex::search(&other, tenant, &aicc_core::KbQuery { text: "quux frob number77".into(), k: 3, version: None })
+        .await
+        .unwrap();
+    let index = other.live_index(tenant).await.unwrap().unwrap();
+    assert!(index.adapter.is_some(), "the stored adapter is loaded");
+    assert_eq!(hits[0].article_id, "fee-en", "{hits:?}");
+    // Too few usable messages is a clear error, and nothing is stored.
+    let few = vec![("zorp".to_string(), "no_such_intent".to_string()); 50];
+    assert!(matches!(app.kb.train_adapter(tenant, &few, &|_, _, _| {}).await, Err(aicc_core::KbError::Invalid(_))));
+    assert_eq!(app.store.latest_kb_adapter(tenant).await.unwrap().unwrap().version, 1);
+}

@@ -155,3 +155,28 @@ pub trait KnowledgeIndex: Send + Sync + 'static {
     /// Best hits first, at most `query.k`.
     async fn search(&self, tenant_id: Uuid, query: &KbQuery) -> Result<Vec<KbHit>, KbError>;
 }
+
+/// A tenant's fine-tuned retrieval model (query adapter) to store.
+#[derive(Debug, Clone)]
+pub struct NewAdapter {
+    pub tenant_id: Uuid,
+    /// The knowledge version it was trained against.
+    pub kb_version: Option<i64>,
+    /// The embedder whose query space it maps (e.g. `multilingual-e5-small`).
+    pub encoder: String,
+    pub meta: serde_json::Value,
+    /// Safetensors bytes.
+    pub weights: Vec<u8>,
+}
+
+/// A stored adapter; the newest version is the live one.
+#[derive(Debug, Clone)]
+pub struct AdapterRecord {
+    pub tenant_id: Uuid,
+    pub version: i64,
+    pub kb_version: Option<i64>,
+    pub encoder: String,
+    pub meta: serde_json::Value,
+    pub weights: Vec<u8>,
+    pub created_at: DateTime<Utc>,
+}

@@ -129,6 +129,10 @@ pub trait Store: Send + Sync + 'static {
     /// Makes `version` live (`not_found` if it does not exist).
     async fn publish_kb_version(&self, tenant_id: Uuid, version: i64) -> StoreResult<crate::kb::KbVersion>;
 
+    /// Stores a new version of the tenant's retrieval adapter (1, 2, …); it becomes the live one.
+    async fn put_kb_adapter(&self, new: crate::kb::NewAdapter) -> StoreResult<crate::kb::AdapterRecord>;
+    async fn latest_kb_adapter(&self, tenant_id: Uuid) -> StoreResult<Option<crate::kb::AdapterRecord>>;
+
     // Audit
     async fn record_event(&self, event: NewEvent) -> StoreResult<()>;
     /// Newest first.

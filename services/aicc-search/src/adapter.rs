@@ -43,7 +43,11 @@ pub struct AdapterMetrics {
 
 #[derive(Debug, Clone)]
 pub struct TrainConfig {
+    /// At least this many epochs, and more when needed to reach `min_steps`
+    /// optimiser steps (a small tenant's few hundred messages are one or two
+    /// batches an epoch).
     pub epochs: usize,
+    pub min_steps: usize,
     pub lr: f64,
     pub weight_decay: f64,
     pub temperature: f32,
@@ -53,7 +57,7 @@ pub struct TrainConfig {
 
 impl Default for TrainConfig {
     fn default() -> Self {
-        TrainConfig { epochs: 30, lr: 2e-3, weight_decay: 1e-2, temperature: 0.05, batch: 256, seed: 7 }
+        TrainConfig { epochs: 30, min_steps: 300, lr: 2e-3, weight_decay: 1e-2, temperature: 0.05, batch: 256, seed: 7 }
     }
 }
 
@@ -165,7 +169,9 @@ pub fn train(
     let zero_shot = recall_at_1(dev)?;
     let (mut best, mut best_epoch, mut best_weight) = (zero_shot, 0, a.as_tensor().copy()?);
     let mut rows = train_rows.to_vec();
-    for epoch in 1..=cfg.epochs {
+    let steps_per_epoch = rows.len().div_ceil(cfg.batch).max(1);
+    let epochs = cfg.epochs.max(cfg.min_steps.div_ceil(steps_per_epoch)).min(1000);
+    for epoch in 1..=epochs {
         for i in (1..rows.len()).rev() {
             x ^= x << 13;
             x ^= x >> 7;
@@ -237,7 +243,7 @@ mod tests {
         let articles: Vec<_> = (0..4).map(|k| (axis(k, 0.0), Some(format!("i{k}")))).collect();
         let messages: Vec<_> =
             (0..200).map(|n| (axis((n % 4 + 1) % 4, 0.05 + 0.01 * (n % 3) as f32), format!("i{}", n % 4))).collect();
-        let cfg = TrainConfig { epochs: 60, lr: 2e-2, ..Default::default() };
+        let cfg = TrainConfig { epochs: 60, min_steps: 0, lr: 2e-2, ..Default::default() };
         let adapter = train("test", &articles, &messages, &cfg, |_, _, _| {}).unwrap().unwrap();
         assert!(adapter.metrics.dev_recall_at_1_zero_shot < 0.1);
         assert!(adapter.metrics.dev_recall_at_1 > 0.9, "{:?}", adapter.metrics);

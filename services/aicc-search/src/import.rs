@@ -1354,7 +1354,7 @@ mod tests {
     use std::io::Write;
     use std::time::Instant;
 
-    const DEMO_FAQ: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data/demo-bank/faq.csv");
+    const DEMO_FAQ: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../demo/faq.csv");
 
     fn upload(bytes: impl Into<Vec<u8>>, content_type: Option<&str>, filename: Option<&str>) -> Upload {
         Upload {
@@ -1395,7 +1395,7 @@ mod tests {
 
     #[test]
     fn demo_faq_parses() {
-        let bytes = std::fs::read(DEMO_FAQ).expect("the demo faq.csv is at /work/shared/data/demo-bank");
+        let bytes = std::fs::read(DEMO_FAQ).expect("demo/faq.csv");
         let articles = parse(&upload(bytes, Some("text/csv"), Some("faq.csv"))).unwrap();
         assert_eq!(articles.len(), 178);
         let first = &articles[0];

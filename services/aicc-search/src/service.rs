@@ -22,6 +22,7 @@ use async_trait::async_trait;
 use futures_util::StreamExt;
 use uuid::Uuid;
 
+use crate::adapter::Adapter;
 use crate::embeddings::EmbeddingCache;
 use crate::fusion::Fusion;
 use crate::import;
@@ -139,7 +140,8 @@ impl Kb {
             return Err(KbError::NotFound(format!("knowledge version {version} does not exist")));
         }
         let articles = self.store.kb_articles(tenant_id, version).await?;
-        let index = self.index_articles(version, articles, embedder.as_deref(), progress).await?;
+        let mut index = self.index_articles(version, articles, embedder.as_deref(), progress).await?;
+        index.adapter = self.stored_adapter(tenant_id, &index).await?;
         let index = Arc::new(index);
         let mut others = self.others.lock().unwrap_or_else(|p| p.into_inner());
         others.retain(|(k, _)| *k != (tenant_id, version));
@@ -147,6 +149,78 @@ impl Kb {
         let excess = others.len().saturating_sub(KEEP_OTHER_VERSIONS);
         others.drain(..excess);
         Ok(index)
+    }
+
+    /// The tenant's newest adapter, if it maps this index's query space.
+    async fn stored_adapter(&self, tenant_id: Uuid, index: &VersionIndex) -> Result<Option<Arc<Adapter>>, KbError> {
+        let Some(dense) = &index.dense else { return Ok(None) };
+        let Some(rec) = self.store.latest_kb_adapter(tenant_id).await? else { return Ok(None) };
+        if rec.encoder != dense.model {
+            return Ok(None);
+        }
+        match Adapter::from_parts(&rec.meta, &rec.weights) {
+            Ok(a) if a.dim == dense.index.dim() => Ok(Some(Arc::new(a))),
+            Ok(_) | Err(_) => {
+                tracing::warn!(%tenant_id, version = rec.version, "stored retrieval adapter unusable; zero-shot retrieval");
+                Ok(None)
+            }
+        }
+    }
+
+    /// Trains the tenant's retrieval adapter on labelled messages `(text,
+    /// intent)` against its live articles, stores it as a new version, and
+    /// switches this replica's live index to use it. Others pick it up at
+    /// their next index build (a publish or a restart).
+    pub async fn train_adapter(
+        self: &Arc<Self>,
+        tenant_id: Uuid,
+        messages: &[(String, String)],
+        progress: &(dyn Fn(&str, usize, usize) + Send + Sync),
+    ) -> Result<aicc_core::kb::AdapterRecord, KbError> {
+        let embedder = self.embedder().ok_or_else(|| KbError::Unavailable("no embedder is loaded".into()))?;
+        let live = self
+            .store
+            .kb_live_version(tenant_id)
+            .await?
+            .ok_or_else(|| KbError::NotFound("the tenant has no published knowledge to train against".into()))?;
+        let articles = self.store.kb_articles(tenant_id, live).await?;
+        let cache = self.cache(embedder.as_ref())?;
+        let texts: Vec<String> = articles.iter().map(|a| self.passage.text(a)).collect();
+        let vectors = cache.embed_all(embedder.as_ref(), &texts, self.passage.kind(), &|d, t| progress("articles", d, t)).await?;
+        let message_texts: Vec<String> = messages.iter().map(|(t, _)| t.clone()).collect();
+        let message_vectors =
+            cache.embed_all(embedder.as_ref(), &message_texts, EmbedKind::Query, &|d, t| progress("messages", d, t)).await?;
+        let labelled: Vec<(Vec<f32>, Option<String>)> = vectors.into_iter().zip(articles.iter().map(|a| a.intent.clone())).collect();
+        let examples: Vec<(Vec<f32>, String)> = message_vectors.into_iter().zip(messages.iter().map(|(_, i)| i.clone())).collect();
+        let encoder = embedder.name().to_string();
+        let trained = tokio::task::spawn_blocking(move || {
+            crate::adapter::train(&encoder, &labelled, &examples, &crate::adapter::TrainConfig::default(), |_, _, _| {})
+        })
+        .await
+        .map_err(|e| KbError::Failed(format!("adapter training: {e}")))?
+        .map_err(|e| KbError::Failed(format!("adapter training: {e}")))?
+        .ok_or_else(|| {
+            KbError::Invalid(vec![aicc_core::LineError {
+                line: 1,
+                message: "fewer than 10 messages have an intent that an article of the live version has".into(),
+            }])
+        })?;
+        let (meta, weights) = trained.to_parts().map_err(|e| KbError::Failed(format!("adapter: {e}")))?;
+        let rec = self
+            .store
+            .put_kb_adapter(aicc_core::kb::NewAdapter {
+                tenant_id,
+                kb_version: Some(live),
+                encoder: embedder.name().to_string(),
+                meta,
+                weights,
+            })
+            .await?;
+        // Rebuild (vectors are cached) so this replica uses it at once.
+        self.others.lock().unwrap_or_else(|p| p.into_inner()).retain(|(k, _)| k.0 != tenant_id);
+        self.live.write().unwrap_or_else(|p| p.into_inner()).remove(&tenant_id);
+        self.live_index(tenant_id).await?;
+        Ok(rec)
     }
 
     async fn index_articles(

@@ -463,3 +463,34 @@ async fn embed_batches(embedder: &dyn aicc_core::Embedder, texts: &[String]) -> 
     }
     Ok(out)
 }
+
+#[derive(clap::Args)]
+pub struct TrainAdapterArgs {
+    #[arg(long)]
+    tenant: String,
+    /// Labelled customer messages `text,intent`; an article belongs to the intent in its `intent` column.
+    #[arg(long)]
+    data: PathBuf,
+}
+
+/// `aicc train kb-adapter`: the tenant's fine-tuned retrieval model, trained
+/// against its live knowledge and stored as a new version.
+pub async fn train_adapter(args: TrainAdapterArgs, settings: &Settings) -> anyhow::Result<Value> {
+    let store = aicc_store::open(settings.database_url.as_deref(), &settings.data_dir).await?;
+    let tenant = store.tenant_by_slug(&args.tenant).await?.with_context(|| format!("no tenant `{}`", args.tenant))?;
+    let messages: Vec<(String, String)> = read_labelled(&args.data)?.into_iter().map(|q| (q.text, q.intent)).collect();
+    let kb = aicc_search::KnowledgeBase::new(store, None, Some(settings.data_dir.join("kb")));
+    kb.set_embedder(models::embedder(settings).await?.context("training needs an embedder (AICC_EMBEDDER)")?);
+    let t = Instant::now();
+    let rec = kb
+        .train_adapter(tenant.id, &messages, &|what, done, todo| {
+            if done == todo || done % 1024 == 0 {
+                eprintln!("{what}: embedded {done}/{todo}");
+            }
+        })
+        .await?;
+    Ok(json!({
+        "tenant": args.tenant, "version": rec.version, "kb_version": rec.kb_version, "encoder": rec.encoder,
+        "metrics": rec.meta["metrics"], "seconds": round(t.elapsed().as_secs_f64()),
+    }))
+}

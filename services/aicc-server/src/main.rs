@@ -75,6 +75,8 @@ enum TrainCommand {
     /// The demo tenant's intent model into the model cache, as `aicc serve`
     /// trains it on first start (to bake it into an image, or warm CI).
     DemoIntents,
+    /// A tenant's retrieval adapter from labelled messages (docs/knowledge.md).
+    KbAdapter(kb_cli::TrainAdapterArgs),
 }
 
 #[derive(Subcommand)]
@@ -184,6 +186,11 @@ async fn main() -> anyhow::Result<()> {
         Command::Eval { command: EvalCommand::Intent(args) } => {
             init_tracing("warn");
             println!("{}", intent_cli::eval(args, &settings.model_dir)?);
+            Ok(())
+        }
+        Command::Train { command: TrainCommand::KbAdapter(args) } => {
+            init_tracing("warn");
+            println!("{}", kb_cli::train_adapter(args, &settings).await?);
             Ok(())
         }
         Command::Eval { command: EvalCommand::Retrieval(args) } => {

@@ -33,6 +33,7 @@ macro_rules! store_conformance_suite {
             intent_models_are_versioned_per_tenant,
             kb_versions_are_immutable_and_published_per_tenant,
             kb_concurrent_imports_get_distinct_versions,
+            kb_adapters_are_versioned_per_tenant,
             lifecycle_queries
         );
     };
@@ -513,4 +514,22 @@ pub async fn kb_concurrent_imports_get_distinct_versions(store: Arc<dyn Store>) 
     }
     seen.sort();
     assert_eq!(seen, vec![1, 2, 3, 4]);
+}
+
+pub async fn kb_adapters_are_versioned_per_tenant(store: Arc<dyn Store>) {
+    let (a, b) = (tenant(&store, "acme").await, tenant(&store, "other").await);
+    assert!(store.latest_kb_adapter(a.id).await.unwrap().is_none());
+    let new = |tenant_id, n: u8| kb::NewAdapter {
+        tenant_id,
+        kb_version: Some(n as i64),
+        encoder: "multilingual-e5-small".into(),
+        meta: serde_json::json!({ "dim": 384, "n": n }),
+        weights: vec![n; 64],
+    };
+    assert_eq!(store.put_kb_adapter(new(a.id, 1)).await.unwrap().version, 1);
+    assert_eq!(store.put_kb_adapter(new(a.id, 2)).await.unwrap().version, 2);
+    let latest = store.latest_kb_adapter(a.id).await.unwrap().unwrap();
+    assert_eq!((latest.version, latest.kb_version, latest.weights[0]), (2, Some(2), 2));
+    assert_eq!(latest.meta["n"], 2);
+    assert!(store.latest_kb_adapter(b.id).await.unwrap().is_none());
 }

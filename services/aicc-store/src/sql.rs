@@ -686,6 +686,65 @@ macro_rules! sql_store {
                 self.kb_version(tenant_id, version).await?.ok_or(StoreError::NotFound("knowledge version"))
             }
 
+            async fn put_kb_adapter(&self, m: aicc_core::kb::NewAdapter) -> StoreResult<aicc_core::kb::AdapterRecord> {
+                // As for intent models: the next version in the statement, the loser of a collision retries.
+                for _ in 0..5 {
+                    let created_at = Utc::now();
+                    let inserted = sqlx::query_scalar::<_, i64>(
+                        "INSERT INTO kb_adapters (tenant_id, version, kb_version, encoder, meta, weights, created_at) \
+                         SELECT $1, COALESCE(MAX(version), 0) + 1, $2, $3, $4, $5, $6 FROM kb_adapters WHERE tenant_id = $1 \
+                         RETURNING version",
+                    )
+                    .bind(m.tenant_id)
+                    .bind(m.kb_version)
+                    .bind(&m.encoder)
+                    .bind(Json(&m.meta))
+                    .bind(&m.weights)
+                    .bind(created_at)
+                    .fetch_one(&self.pool)
+                    .await;
+                    match inserted {
+                        Ok(version) => {
+                            return Ok(aicc_core::kb::AdapterRecord {
+                                tenant_id: m.tenant_id,
+                                version,
+                                kb_version: m.kb_version,
+                                encoder: m.encoder,
+                                meta: m.meta,
+                                weights: m.weights,
+                                created_at,
+                            })
+                        }
+                        Err(e) if is_unique_violation(&e) => continue,
+                        Err(e) => return Err(db_err(e)),
+                    }
+                }
+                Err(StoreError::conflict("kb_adapter_busy", "too many concurrent saves of this tenant's retrieval adapter"))
+            }
+
+            async fn latest_kb_adapter(&self, tenant_id: Uuid) -> StoreResult<Option<aicc_core::kb::AdapterRecord>> {
+                let row = sqlx::query(
+                    "SELECT version, kb_version, encoder, meta, weights, created_at FROM kb_adapters \
+                     WHERE tenant_id = $1 ORDER BY version DESC LIMIT 1",
+                )
+                .bind(tenant_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_err)?;
+                row.map(|r| {
+                    Ok(aicc_core::kb::AdapterRecord {
+                        tenant_id,
+                        version: r.try_get("version").map_err(db_err)?,
+                        kb_version: r.try_get("kb_version").map_err(db_err)?,
+                        encoder: r.try_get("encoder").map_err(db_err)?,
+                        meta: r.try_get::<Json<serde_json::Value>, _>("meta").map_err(db_err)?.0,
+                        weights: r.try_get("weights").map_err(db_err)?,
+                        created_at: r.try_get("created_at").map_err(db_err)?,
+                    })
+                })
+                .transpose()
+            }
+
             async fn list_canned(&self, tenant_id: Uuid) -> StoreResult<Vec<CannedResponse>> {
                 let rows = sqlx::query(&format!(
                     "SELECT {CANNED_COLS} FROM canned_responses WHERE tenant_id = $1 ORDER BY title, id"
