@@ -2347,19 +2347,25 @@ mod tests {
         assert!(matches!(parse(&xlsx_upload(bytes)), Err(KbError::UnsupportedFormat(_))));
     }
 
-    #[test]
-    fn xlsx_bomb_is_refused() {
-        // 300 MiB of zeros, written in 1 MiB pieces: the archive is ~300 KiB.
+    /// A workbook whose `entry` is `mib` MiB of zeros, streamed in 1 MiB
+    /// pieces so the test stays small in memory.
+    fn workbook_with_zeros(entry: &str, mib: usize) -> Vec<u8> {
         let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
         let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
         zip.start_file("xl/workbook.xml", options).unwrap();
         zip.write_all(b"<workbook/>").unwrap();
-        zip.start_file("xl/worksheets/sheet1.xml", options).unwrap();
+        zip.start_file(entry, options).unwrap();
         let zeros = vec![0u8; 1 << 20];
-        for _ in 0..300 {
+        for _ in 0..mib {
             zip.write_all(&zeros).unwrap();
         }
-        let bytes = zip.finish().unwrap().into_inner();
+        zip.finish().unwrap().into_inner()
+    }
+
+    #[test]
+    fn xlsx_bomb_is_refused() {
+        // 300 MiB of zeros: the archive is ~300 KiB.
+        let bytes = workbook_with_zeros("xl/worksheets/sheet1.xml", 300);
         assert!(bytes.len() < 2 << 20, "bomb is {} bytes", bytes.len());
         match parse(&xlsx_upload(bytes)) {
             Err(KbError::TooLarge(m)) => assert!(m.contains("200 MiB"), "{m}"),
@@ -2370,16 +2376,7 @@ mod tests {
     #[test]
     fn xlsx_high_ratio_part_is_refused() {
         // 20 MiB of zeros: under the total limit, over 100:1 and over 10 MiB.
-        let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
-        let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
-        zip.start_file("xl/workbook.xml", options).unwrap();
-        zip.write_all(b"<workbook/>").unwrap();
-        zip.start_file("xl/sharedStrings.xml", options).unwrap();
-        let zeros = vec![0u8; 1 << 20];
-        for _ in 0..20 {
-            zip.write_all(&zeros).unwrap();
-        }
-        let bytes = zip.finish().unwrap().into_inner();
+        let bytes = workbook_with_zeros("xl/sharedStrings.xml", 20);
         match parse(&xlsx_upload(bytes)) {
             Err(KbError::TooLarge(m)) => assert!(m.contains("100:1") && m.contains("xl/sharedStrings.xml"), "{m}"),
             other => panic!("{other:?}"),
