@@ -24,6 +24,9 @@ pub struct FlatIndex {
     f32s: Vec<f32>,
     i8s: Vec<i8>,
     scales: Vec<f32>,
+    /// Σ of each int8 row: `vpdpbusd` multiplies unsigned by signed bytes, so
+    /// the query is shifted by +128 and the shift taken back out per row.
+    row_sums: Vec<i32>,
 }
 
 /// How many int8 candidates are rescored in f32 per requested hit.
@@ -32,7 +35,7 @@ const MIN_RESCORE: usize = 64;
 
 impl FlatIndex {
     pub fn new(dim: usize, vectors: &[Vec<f32>]) -> Self {
-        let mut index = FlatIndex { dim, f32s: Vec::new(), i8s: Vec::new(), scales: Vec::new() };
+        let mut index = FlatIndex { dim, f32s: Vec::new(), i8s: Vec::new(), scales: Vec::new(), row_sums: Vec::new() };
         index.f32s.reserve(vectors.len() * dim);
         index.i8s.reserve(vectors.len() * dim);
         for v in vectors {
@@ -40,6 +43,7 @@ impl FlatIndex {
             index.f32s.extend_from_slice(v);
             let (q, scale) = quantize(v);
             index.i8s.extend_from_slice(&q);
+            index.row_sums.push(q.iter().map(|&x| x as i32).sum());
             index.scales.push(scale);
         }
         index
@@ -74,20 +78,17 @@ impl VectorIndex for FlatIndex {
         }
         let (q, q_scale) = quantize(query);
         let keep = (k * RESCORE_FACTOR).max(MIN_RESCORE).min(self.len());
-        // Approximate scores for every row; keep the best `keep` in a bounded
-        // min-heap (ordered by score bits: f32 in [-1, 1] as a total order).
-        let mut heap = std::collections::BinaryHeap::with_capacity(keep + 1);
-        for (row, (chunk, scale)) in self.i8s.chunks_exact(self.dim).zip(&self.scales).enumerate() {
-            let s = dot_i8(&q, chunk) as f32 * scale * q_scale;
-            if heap.len() < keep {
-                heap.push(std::cmp::Reverse((Ordered(s), row as u32)));
-            } else if s > heap.peek().map_or(f32::MIN, |r| r.0 .0 .0) {
-                heap.pop();
-                heap.push(std::cmp::Reverse((Ordered(s), row as u32)));
-            }
+        // Exact integer dot products of every row, then the best `keep`.
+        let mut dots = vec![0i32; self.len()];
+        scan(&q, &self.i8s, &self.row_sums, self.dim, &mut dots);
+        let mut approx: Vec<(f32, u32)> =
+            dots.iter().zip(&self.scales).enumerate().map(|(row, (&d, s))| (d as f32 * s * q_scale, row as u32)).collect();
+        if keep < approx.len() {
+            approx.select_nth_unstable_by(keep, |a, b| b.0.total_cmp(&a.0));
+            approx.truncate(keep);
         }
         let mut exact: Vec<(u32, f32)> =
-            heap.into_iter().map(|r| (r.0 .1, dot_f32(query, self.row(r.0 .1 as usize)))).collect();
+            approx.into_iter().map(|(_, row)| (row, dot_f32(query, self.row(row as usize)))).collect();
         exact.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         exact.truncate(k);
         exact
@@ -98,17 +99,38 @@ impl VectorIndex for FlatIndex {
     }
 }
 
-#[derive(Clone, Copy, PartialEq)]
-struct Ordered(f32);
-impl Eq for Ordered {}
-impl PartialOrd for Ordered {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
+/// `out[r] = q · row r` for every int8 row, exactly.
+fn scan(q: &[i8], rows: &[i8], row_sums: &[i32], dim: usize, out: &mut [i32]) {
+    #[cfg(target_arch = "x86_64")]
+    if dim % 64 == 0
+        && std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx512vnni")
+    {
+        // SAFETY: the features were just detected; rows hold `out.len()` rows of `dim`.
+        unsafe { scan_vnni(q, rows, row_sums, dim, out) };
+        return;
+    }
+    let _ = row_sums;
+    for (o, row) in out.iter_mut().zip(rows.chunks_exact(dim)) {
+        *o = dot_i8(q, row);
     }
 }
-impl Ord for Ordered {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.0.total_cmp(&other.0)
+
+/// 64 multiply-adds an instruction: `Σ (q+128)·r − 128·Σr = q·r`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vnni")]
+unsafe fn scan_vnni(q: &[i8], rows: &[i8], row_sums: &[i32], dim: usize, out: &mut [i32]) {
+    use std::arch::x86_64::*;
+    let shifted: Vec<u8> = q.iter().map(|&x| (x as i16 + 128) as u8).collect();
+    let lanes = dim / 64;
+    let qv: Vec<__m512i> = (0..lanes).map(|l| _mm512_loadu_si512(shifted.as_ptr().add(l * 64) as *const _)).collect();
+    for (r, o) in out.iter_mut().enumerate() {
+        let row = rows.as_ptr().add(r * dim);
+        let mut acc = _mm512_setzero_si512();
+        for (l, qv) in qv.iter().enumerate() {
+            acc = _mm512_dpbusd_epi32(acc, *qv, _mm512_loadu_si512(row.add(l * 64) as *const _));
+        }
+        *o = _mm512_reduce_add_epi32(acc) - 128 * row_sums[r];
     }
 }
 
@@ -211,6 +233,18 @@ mod tests {
         assert_eq!(dot_i8(&a, &b), dot_i8_portable(&a, &b));
         let (x, y) = (unit(1, 383), unit(2, 383));
         assert!((dot_f32(&x, &y) - dot_f32_portable(&x, &y)).abs() < 1e-6);
+    }
+
+    #[test]
+    fn the_scan_equals_the_portable_dot_products() {
+        let (dim, n) = (384, 300);
+        let rows: Vec<i8> = (0..dim * n).map(|i| ((i * 7919 + 13) % 255) as i16 as i8).collect();
+        let q: Vec<i8> = (0..dim).map(|i| ((i * 104729) % 255) as i16 as i8).collect();
+        let sums: Vec<i32> = rows.chunks_exact(dim).map(|r| r.iter().map(|&x| x as i32).sum()).collect();
+        let mut fast = vec![0; n];
+        scan(&q, &rows, &sums, dim, &mut fast);
+        let slow: Vec<i32> = rows.chunks_exact(dim).map(|r| dot_i8_portable(&q, r)).collect();
+        assert_eq!(fast, slow);
     }
 
     #[test]

@@ -412,6 +412,20 @@ pub async fn bench(args: BenchArgs, settings: &Settings) -> anyhow::Result<Value
         index.search(q, None, 10, Retrievers::Bm25)?;
         bm25.push(t.elapsed().as_micros() as u64);
     }
+    // The vector search alone, on query vectors embedded beforehand.
+    let vectors = embed_batches(embedder.as_ref(), &queries).await?;
+    let mut dense = Vec::with_capacity(queries.len());
+    for (q, v) in queries.iter().zip(&vectors) {
+        let t = Instant::now();
+        index.search(q, Some(v), 10, Retrievers::Dense)?;
+        dense.push(t.elapsed().as_micros() as u64);
+    }
+    let mut embed = Vec::with_capacity(queries.len());
+    for q in &queries {
+        let t = Instant::now();
+        embedder.embed(vec![q.clone()], EmbedKind::Query).await?;
+        embed.push(t.elapsed().as_micros() as u64);
+    }
     let mut hybrid = Vec::with_capacity(queries.len());
     for q in &queries {
         let t = Instant::now();
@@ -421,7 +435,9 @@ pub async fn bench(args: BenchArgs, settings: &Settings) -> anyhow::Result<Value
     }
     let mut out = json!({
         "articles": args.articles, "queries": queries.len(), "model": embedder.name(),
-        "bm25_top10": latency(&mut bm25), "hybrid_top10": latency(&mut hybrid),
+        "bm25_top10": latency(&mut bm25), "dense_top10_without_embedding": latency(&mut dense),
+        "query_embedding": latency(&mut embed),
+        "hybrid_top10": latency(&mut hybrid),
     });
 
     if args.import_articles > 0 {
