@@ -95,29 +95,38 @@ impl Adapter {
     }
 }
 
-/// Trains an adapter. `articles[j]` is article j's (vector, intent);
-/// `messages[i]` a labelled message's (query vector, intent). Messages whose
-/// intent has no article are ignored. None when there is nothing to learn from.
+/// Trains an adapter. `articles[j]` is article j's (vector, intent, language);
+/// `messages[i]` a labelled message's (query vector, intent, language if
+/// known). A message's targets are its intent's articles in its language when
+/// there are any (a Korean customer should land on the Korean article, not
+/// on whichever translation is easiest), else all of its intent's articles.
+/// Messages whose intent has no article are ignored. None when there is
+/// nothing to learn from.
 pub fn train(
     encoder: &str,
-    articles: &[(Vec<f32>, Option<String>)],
-    messages: &[(Vec<f32>, String)],
+    articles: &[(Vec<f32>, Option<String>, String)],
+    messages: &[(Vec<f32>, String, Option<String>)],
     cfg: &TrainConfig,
     mut progress: impl FnMut(usize, f32, f32),
 ) -> anyhow::Result<Option<Adapter>> {
     let dim = match articles.first() {
-        Some((v, _)) => v.len(),
+        Some((v, _, _)) => v.len(),
         None => return Ok(None),
     };
     let mut by_intent: HashMap<&str, Vec<usize>> = HashMap::new();
-    for (j, (_, intent)) in articles.iter().enumerate() {
+    let mut by_intent_language: HashMap<(&str, &str), Vec<usize>> = HashMap::new();
+    for (j, (_, intent, language)) in articles.iter().enumerate() {
         if let Some(i) = intent {
             by_intent.entry(i.as_str()).or_default().push(j);
+            by_intent_language.entry((i.as_str(), language.as_str())).or_default().push(j);
         }
     }
     let usable: Vec<(&[f32], &[usize])> = messages
         .iter()
-        .filter_map(|(v, intent)| Some((v.as_slice(), by_intent.get(intent.as_str())?.as_slice())))
+        .filter_map(|(v, intent, language)| {
+            let same = language.as_deref().and_then(|l| by_intent_language.get(&(intent.as_str(), l)));
+            Some((v.as_slice(), same.or_else(|| by_intent.get(intent.as_str()))?.as_slice()))
+        })
         .filter(|(v, _)| v.len() == dim)
         .collect();
     if usable.len() < 10 {
@@ -137,7 +146,7 @@ pub fn train(
 
     let dev_ = Device::Cpu;
     let n_art = articles.len();
-    let p = Tensor::from_vec(articles.iter().flat_map(|(v, _)| v.iter().copied()).collect(), (n_art, dim), &dev_)?;
+    let p = Tensor::from_vec(articles.iter().flat_map(|(v, _, _)| v.iter().copied()).collect(), (n_art, dim), &dev_)?;
     let pt = p.t()?.contiguous()?;
     let a = Var::from_tensor(&Tensor::zeros((dim, dim), DType::F32, &dev_)?)?;
     let params = candle_nn::ParamsAdamW { lr: cfg.lr, weight_decay: cfg.weight_decay, ..Default::default() };
@@ -240,9 +249,9 @@ mod tests {
         // so zero-shot retrieval gets every one wrong.
         let dim = 8;
         let axis = |k: usize, noise: f32| unit((0..dim).map(|i| if i == k { 1.0 } else { noise * ((i * 7 + k) % 5) as f32 }).collect());
-        let articles: Vec<_> = (0..4).map(|k| (axis(k, 0.0), Some(format!("i{k}")))).collect();
+        let articles: Vec<_> = (0..4).map(|k| (axis(k, 0.0), Some(format!("i{k}")), "en".to_string())).collect();
         let messages: Vec<_> =
-            (0..200).map(|n| (axis((n % 4 + 1) % 4, 0.05 + 0.01 * (n % 3) as f32), format!("i{}", n % 4))).collect();
+            (0..200).map(|n| (axis((n % 4 + 1) % 4, 0.05 + 0.01 * (n % 3) as f32), format!("i{}", n % 4), None)).collect();
         let cfg = TrainConfig { epochs: 60, min_steps: 0, lr: 2e-2, ..Default::default() };
         let adapter = train("test", &articles, &messages, &cfg, |_, _, _| {}).unwrap().unwrap();
         assert!(adapter.metrics.dev_recall_at_1_zero_shot < 0.1);
@@ -260,8 +269,8 @@ mod tests {
 
     #[test]
     fn nothing_to_learn_from_is_no_adapter() {
-        let articles = vec![(vec![1.0, 0.0], Some("a".to_string()))];
-        let messages = vec![(vec![1.0, 0.0], "other".to_string()); 50];
+        let articles = vec![(vec![1.0, 0.0], Some("a".to_string()), "en".to_string())];
+        let messages = vec![(vec![1.0, 0.0], "other".to_string(), None); 50];
         assert!(train("t", &articles, &messages, &TrainConfig::default(), |_, _, _| {}).unwrap().is_none());
     }
 }

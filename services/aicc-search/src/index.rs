@@ -14,6 +14,10 @@ use crate::vector::{FlatIndex, VectorIndex};
 
 /// How many candidates each retriever contributes to fusion.
 const CANDIDATES: usize = 50;
+/// Ranking bonus for an article in the query's language: a tenant's adapter
+/// maps messages onto intents, and an intent has an article per language;
+/// the customer should get the one in their language first.
+const SAME_LANGUAGE_BONUS: f32 = 0.15;
 
 /// What of an article is embedded, and as what: the question alone as a query
 /// (E5's symmetric use), or question and answer as a passage. The passage
@@ -134,10 +138,14 @@ impl VersionIndex {
             Some(a) => self.fusion.with_dense_range(a.metrics.cos_floor, a.metrics.cos_ceil),
             None => self.fusion,
         };
+        let language = crate::import::detect_language(text);
         let mut ranked: Vec<(u32, Signals, f32)> = signals
             .into_iter()
             .map(|(row, s)| {
-                let r = fusion.rank_score(&s, dense_on);
+                let mut r = fusion.rank_score(&s, dense_on);
+                if self.articles[row as usize].language == language {
+                    r += SAME_LANGUAGE_BONUS;
+                }
                 (row, s, r)
             })
             .collect();

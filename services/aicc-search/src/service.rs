@@ -190,8 +190,13 @@ impl Kb {
         let message_texts: Vec<String> = messages.iter().map(|(t, _)| t.clone()).collect();
         let message_vectors =
             cache.embed_all(embedder.as_ref(), &message_texts, EmbedKind::Query, &|d, t| progress("messages", d, t)).await?;
-        let labelled: Vec<(Vec<f32>, Option<String>)> = vectors.into_iter().zip(articles.iter().map(|a| a.intent.clone())).collect();
-        let examples: Vec<(Vec<f32>, String)> = message_vectors.into_iter().zip(messages.iter().map(|(_, i)| i.clone())).collect();
+        let labelled: Vec<(Vec<f32>, Option<String>, String)> =
+            vectors.into_iter().zip(&articles).map(|(v, a)| (v, a.intent.clone(), a.language.clone())).collect();
+        let examples: Vec<(Vec<f32>, String, Option<String>)> = message_vectors
+            .into_iter()
+            .zip(messages)
+            .map(|(v, (text, intent))| (v, intent.clone(), Some(import::detect_language(text))))
+            .collect();
         let encoder = embedder.name().to_string();
         let trained = tokio::task::spawn_blocking(move || {
             crate::adapter::train(&encoder, &labelled, &examples, &crate::adapter::TrainConfig::default(), |_, _, _| {})

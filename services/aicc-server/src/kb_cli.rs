@@ -273,9 +273,13 @@ pub async fn eval(args: EvalArgs, settings: &Settings) -> anyhow::Result<Value> 
         let texts: Vec<String> = index.articles.iter().map(|a| passage.text(a)).collect();
         cache.embed_all(embedder.as_ref(), &texts, passage.kind(), &|_, _| {}).await?
     };
-    let articles: Vec<(Vec<f32>, Option<String>)> =
-        article_vectors.into_iter().zip(index.articles.iter().map(|a| a.intent.clone())).collect();
-    let messages: Vec<(Vec<f32>, String)> = train_vectors.into_iter().zip(training.iter().map(|q| q.intent.clone())).collect();
+    let articles: Vec<(Vec<f32>, Option<String>, String)> =
+        article_vectors.into_iter().zip(&index.articles).map(|(v, a)| (v, a.intent.clone(), a.language.clone())).collect();
+    let messages: Vec<(Vec<f32>, String, Option<String>)> = train_vectors
+        .into_iter()
+        .zip(&training)
+        .map(|(v, q)| (v, q.intent.clone(), Some(aicc_search::import::detect_language(&q.text))))
+        .collect();
     let t = Instant::now();
     let trained = adapter::train(embedder.name(), &articles, &messages, &TrainConfig::default(), |epoch, loss, r1| {
         eprintln!("adapter epoch {epoch}: loss {loss:.4}, held-out recall@1 {r1:.4}");
