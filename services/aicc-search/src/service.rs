@@ -277,7 +277,14 @@ impl Kb {
         match current {
             Some((index, true)) => return Ok(Some(index)),
             Some((index, false)) => {
-                let version = self.store.kb_live_version(tenant_id).await?;
+                let version = match self.store.kb_live_version(tenant_id).await {
+                    Ok(v) => v,
+                    // The store is away: keep answering from what is loaded.
+                    Err(e) => {
+                        tracing::warn!(%tenant_id, error = %e, "live knowledge version unknown; serving the loaded one");
+                        return Ok(Some(index));
+                    }
+                };
                 if version == Some(index.version) {
                     if needs_dense(&index) {
                         self.spawn_rebuild(tenant_id, index.version);
