@@ -107,7 +107,8 @@ impl VersionIndex {
     /// Best hits first. `query_vector` is the raw query embedding (None when no
     /// embedder is available: BM25 alone then).
     pub fn search(&self, text: &str, query_vector: Option<&[f32]>, k: usize, use_: Retrievers) -> anyhow::Result<Vec<KbHit>> {
-        let n = CANDIDATES.max(k);
+        // Fusion needs a deeper list from each retriever than it returns.
+        let n = if use_ == Retrievers::Hybrid { CANDIDATES.max(k) } else { k };
         let mut signals: HashMap<u32, Signals> = HashMap::new();
         if use_ != Retrievers::Dense {
             for (rank, (row, s)) in self.lexical.search(text, n)?.into_iter().enumerate() {

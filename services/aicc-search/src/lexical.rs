@@ -74,9 +74,14 @@ impl LexicalIndex {
         let searcher = self.reader.searcher();
         let top = searcher.search(&BooleanQuery::new(clauses), &TopDocs::with_limit(k).order_by_score())?;
         let mut out = Vec::with_capacity(top.len());
+        // One column handle per segment, not per hit.
+        let mut columns: Vec<Option<tantivy::columnar::Column<u64>>> = vec![None; searcher.segment_readers().len()];
         for (score, addr) in top {
-            let ords = searcher.segment_reader(addr.segment_ord).fast_fields().u64("ord")?;
-            if let Some(ord) = ords.first(addr.doc_id) {
+            let column = match &mut columns[addr.segment_ord as usize] {
+                Some(c) => c,
+                slot => slot.insert(searcher.segment_reader(addr.segment_ord).fast_fields().u64("ord")?),
+            };
+            if let Some(ord) = column.first(addr.doc_id) {
                 out.push((ord as u32, score));
             }
         }
