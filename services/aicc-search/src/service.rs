@@ -38,6 +38,13 @@ struct Live {
     checked: Instant,
 }
 
+impl Live {
+    /// The next search re-reads the live version from the Store.
+    fn mark_stale(&mut self) {
+        self.checked = Instant::now() - LIVE_CHECK * 2;
+    }
+}
+
 /// A cheap handle (clone it freely) on the shared state below.
 #[derive(Clone)]
 pub struct KnowledgeBase(Arc<Kb>);
@@ -95,9 +102,7 @@ impl Kb {
     pub fn set_embedder(&self, embedder: Arc<dyn Embedder>) {
         *self.embedder.write().unwrap_or_else(|p| p.into_inner()) = Some(embedder);
         // Force a re-check: `live_index` rebuilds what lacks dense vectors.
-        for l in self.live.write().unwrap_or_else(|p| p.into_inner()).values_mut() {
-            l.checked = Instant::now() - LIVE_CHECK * 2;
-        }
+        self.live.write().unwrap_or_else(|p| p.into_inner()).values_mut().for_each(Live::mark_stale);
         self.others.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 
@@ -143,12 +148,18 @@ impl Kb {
         let mut index = self.index_articles(version, articles, embedder.as_deref(), progress).await?;
         index.adapter = self.stored_adapter(tenant_id, &index).await?;
         let index = Arc::new(index);
+        self.remember(tenant_id, index.clone());
+        Ok(index)
+    }
+
+    /// Keeps a built non-live version, the most recent `KEEP_OTHER_VERSIONS`.
+    fn remember(&self, tenant_id: Uuid, index: Arc<VersionIndex>) {
+        let key = (tenant_id, index.version);
         let mut others = self.others.lock().unwrap_or_else(|p| p.into_inner());
-        others.retain(|(k, _)| *k != (tenant_id, version));
-        others.push(((tenant_id, version), index.clone()));
+        others.retain(|(k, _)| *k != key);
+        others.push((key, index));
         let excess = others.len().saturating_sub(KEEP_OTHER_VERSIONS);
         others.drain(..excess);
-        Ok(index)
     }
 
     /// The tenant's newest adapter, if it maps this index's query space.
@@ -257,12 +268,7 @@ impl Kb {
         let mut live = self.live.write().unwrap_or_else(|p| p.into_inner());
         if let Some(old) = live.insert(tenant_id, Live { index, checked: Instant::now() }) {
             // Keep the previous live version built: a rollback is then instant.
-            let mut others = self.others.lock().unwrap_or_else(|p| p.into_inner());
-            let key = (tenant_id, old.index.version);
-            others.retain(|(k, _)| *k != key);
-            others.push((key, old.index));
-            let excess = others.len().saturating_sub(KEEP_OTHER_VERSIONS);
-            others.drain(..excess);
+            self.remember(tenant_id, old.index);
         }
     }
 
@@ -308,15 +314,18 @@ impl Kb {
     /// the embedder is loaded) and installs it if it is still live.
     fn spawn_rebuild(self: &Arc<Self>, tenant_id: Uuid, version: i64) {
         let this = self.clone();
-        tokio::spawn(async move {
-            match this.build(tenant_id, version).await {
-                Ok(index) if this.store.kb_live_version(tenant_id).await.ok().flatten() == Some(version) => {
-                    this.install(tenant_id, index)
-                }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(%tenant_id, version, error = %e, "knowledge index rebuild failed"),
+        tokio::spawn(async move { this.rebuild_if_live(tenant_id, version).await });
+    }
+
+    /// Builds `version` and installs it if the Store still says it is live.
+    async fn rebuild_if_live(&self, tenant_id: Uuid, version: i64) {
+        match self.build(tenant_id, version).await {
+            Ok(index) if self.store.kb_live_version(tenant_id).await.ok().flatten() == Some(version) => {
+                self.install(tenant_id, index)
             }
-        });
+            Ok(_) => {}
+            Err(e) => tracing::warn!(%tenant_id, version, error = %e, "knowledge index rebuild failed"),
+        }
     }
 
     /// Follows the tenant's publish notices from other replicas.
@@ -336,14 +345,10 @@ impl Kb {
                 let Some(this) = this.upgrade() else { break };
                 // Let the next search re-read the live version now.
                 if let Some(l) = this.live.write().unwrap_or_else(|p| p.into_inner()).get_mut(&tenant_id) {
-                    l.checked = Instant::now() - LIVE_CHECK * 2;
+                    l.mark_stale();
                 }
                 if let Ok(Some(version)) = this.store.kb_live_version(tenant_id).await {
-                    if let Ok(index) = this.build(tenant_id, version).await {
-                        if this.store.kb_live_version(tenant_id).await.ok().flatten() == Some(version) {
-                            this.install(tenant_id, index);
-                        }
-                    }
+                    this.rebuild_if_live(tenant_id, version).await;
                 }
             }
         });

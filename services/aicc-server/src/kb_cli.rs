@@ -109,23 +109,12 @@ pub struct EvalArgs {
     passage: String,
 }
 
-struct Query {
-    text: String,
-    intent: String,
-}
+/// A labelled message: the intent classifier's example type, read by its
+/// loader (columns by name, every problem with its line).
+type Query = aicc_models::intent::data::Example;
 
-/// Rows of a labelled CSV with `text` and `intent` columns found by name.
 fn read_labelled(path: &Path) -> anyhow::Result<Vec<Query>> {
-    let mut r = csv::ReaderBuilder::new().from_path(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let headers = r.headers()?.clone();
-    let col = |name: &str| headers.iter().position(|h| h.trim().eq_ignore_ascii_case(name));
-    let (t, i) = (col("text").context("no `text` column")?, col("intent").context("no `intent` column")?);
-    let mut out = Vec::new();
-    for row in r.records() {
-        let row = row?;
-        out.push(Query { text: row.get(t).unwrap_or_default().to_string(), intent: row.get(i).unwrap_or_default().to_string() });
-    }
-    Ok(out)
+    Ok(aicc_models::intent::data::load(path, aicc_models::intent::Rules::TEST)?)
 }
 
 fn parakqc(path: &Path) -> anyhow::Result<(Vec<Article>, Vec<Query>)> {
@@ -155,7 +144,7 @@ fn parakqc(path: &Path) -> anyhow::Result<(Vec<Article>, Vec<Query>)> {
             answer: texts[0].clone(),
             tags: vec![],
         });
-        queries.extend(texts[1..].iter().map(|t| Query { text: t.clone(), intent: intent.clone() }));
+        queries.extend(texts[1..].iter().map(|t| Query { text: t.clone(), intent: intent.clone(), language: Some("ko".into()) }));
     }
     Ok((articles, queries))
 }
@@ -278,7 +267,7 @@ pub async fn eval(args: EvalArgs, settings: &Settings) -> anyhow::Result<Value> 
     let messages: Vec<(Vec<f32>, String, Option<String>)> = train_vectors
         .into_iter()
         .zip(&training)
-        .map(|(v, q)| (v, q.intent.clone(), Some(aicc_search::import::detect_language(&q.text))))
+        .map(|(v, q)| (v, q.intent.clone(), Some(q.language.clone().unwrap_or_else(|| aicc_search::import::detect_language(&q.text)))))
         .collect();
     let t = Instant::now();
     let trained = adapter::train(embedder.name(), &articles, &messages, &TrainConfig::default(), |epoch, loss, r1| {
