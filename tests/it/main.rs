@@ -8,6 +8,7 @@ mod bad_input;
 mod cli;
 mod deploy;
 mod embed;
+mod generate;
 mod kb;
 mod models;
 mod replicas;

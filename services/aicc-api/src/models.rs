@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 
-use aicc_core::{Embedder, IntentClassifier};
+use aicc_core::{Embedder, Generator, IntentClassifier};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -21,6 +21,7 @@ pub enum ModelState {
 pub struct ModelRegistry {
     states: Mutex<BTreeMap<String, ModelState>>,
     embedder: RwLock<Option<Arc<dyn Embedder>>>,
+    generator: RwLock<Option<Arc<dyn Generator>>>,
     intents: RwLock<HashMap<Uuid, Arc<dyn IntentClassifier>>>,
 }
 
@@ -46,6 +47,16 @@ impl ModelRegistry {
 
     pub fn embedder(&self) -> Option<Arc<dyn Embedder>> {
         self.embedder.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn set_generator(&self, generator: Arc<dyn Generator>) {
+        *self.generator.write().unwrap_or_else(|p| p.into_inner()) = Some(generator);
+    }
+
+    /// The generative model; `None` while it loads or when it is off (the
+    /// dialog then answers from the knowledge base alone).
+    pub fn generator(&self) -> Option<Arc<dyn Generator>> {
+        self.generator.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Installs (or replaces) a tenant's intent classifier.

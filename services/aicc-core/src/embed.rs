@@ -20,6 +20,9 @@ pub enum ModelError {
     Unavailable(String),
     #[error("inference failed: {0}")]
     Failed(String),
+    /// The request cannot be run as given (e.g. a prompt over the context window).
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
 }
 
 #[async_trait]

@@ -4,6 +4,7 @@
 pub mod bus;
 pub mod domain;
 pub mod embed;
+pub mod generate;
 pub mod intent;
 pub mod kb;
 pub mod redact;
@@ -13,6 +14,7 @@ pub mod store;
 pub use domain::*;
 pub use bus::{Bus, BusError, BusEvent, BusStream, Topic};
 pub use embed::{EmbedKind, Embedder, ModelError};
+pub use generate::{ChatMessage, ChatRole, FinishReason, GenEvent, GenRequest, GenStream, Generator, Sampling, Timings, Usage};
 pub use kb::{Article, HitScores, ImportMode, KbError, KbHit, KbQuery, KbVersion, KnowledgeIndex, LineError, Upload};
 pub use intent::{IntentClassifier, IntentPrediction, OUT_OF_SCOPE};
 pub use store::{Store, StoreError, StoreResult};

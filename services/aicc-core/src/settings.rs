@@ -28,10 +28,64 @@ pub struct Settings {
     /// manifest name; `none` serves without models (the dialog then has no
     /// intents and no dense retrieval).
     pub embedder: String,
+    pub generator: GeneratorSettings,
     /// A `tracing` filter, e.g. `info,aicc_api=debug`.
     pub log: String,
     pub auth: AuthSettings,
     pub limits: Limits,
+}
+
+/// Where the generative model runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GeneratorBackend {
+    /// A GGUF model of the manifest, on this machine's CPU (candle).
+    Local,
+    /// An OpenAI-compatible server (vLLM, TGI, llama.cpp's llama-server).
+    Remote,
+    /// No generator: the dialog answers from the knowledge base alone.
+    None,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GeneratorSettings {
+    pub backend: GeneratorBackend,
+    /// Local backend: the model's manifest name.
+    pub model: String,
+    /// Local backend: compute threads (0 = every core).
+    pub threads: usize,
+    /// Local backend: the context window used, in tokens (prompt + answer).
+    pub context_tokens: usize,
+    /// Requests that may wait for the model; one more is `overloaded` (429).
+    pub queue: usize,
+    /// A request that waited this long for the model is answered `overloaded`.
+    pub max_queue_wait_ms: u64,
+    /// Local backend: conversations whose keys and values are kept for the next turn.
+    pub cache_slots: usize,
+    /// Remote backend: base URL, e.g. `http://10.0.0.5:8000` (`/v1/chat/completions` is appended).
+    pub remote_url: Option<String>,
+    /// Remote backend: the `model` field sent to the server.
+    pub remote_model: String,
+    /// Remote backend: bearer token, if the server wants one.
+    pub remote_api_key: Option<String>,
+}
+
+impl Default for GeneratorSettings {
+    fn default() -> Self {
+        Self {
+            backend: GeneratorBackend::Local,
+            model: "qwen2.5-coder-1.5b-instruct".into(),
+            threads: 0,
+            context_tokens: 4096,
+            queue: 8,
+            max_queue_wait_ms: 30_000,
+            cache_slots: 4,
+            remote_url: None,
+            remote_model: "default".into(),
+            remote_api_key: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -70,6 +124,7 @@ impl Default for Settings {
             redis_url: None,
             demo: true,
             embedder: "multilingual-e5-small".into(),
+            generator: GeneratorSettings::default(),
             log: "info".into(),
             auth: AuthSettings::default(),
             limits: Limits::default(),
@@ -129,6 +184,14 @@ impl Settings {
         "REDIS_URL",
         "AICC_DEMO",
         "AICC_EMBEDDER",
+        "AICC_GENERATOR",
+        "AICC_GENERATOR_MODEL",
+        "AICC_GENERATOR_THREADS",
+        "AICC_GENERATOR_CONTEXT_TOKENS",
+        "AICC_GENERATOR_QUEUE",
+        "AICC_GENERATOR_URL",
+        "AICC_GENERATOR_REMOTE_MODEL",
+        "AICC_GENERATOR_API_KEY",
         "AICC_LOG",
         "AICC_JWT_SECRET",
         "AICC_LOGIN_ATTEMPTS_PER_MINUTE",
@@ -161,6 +224,26 @@ impl Settings {
                 }
             }
             "AICC_EMBEDDER" => self.embedder = value.trim().into(),
+            "AICC_GENERATOR" => {
+                self.generator.backend = match value.trim() {
+                    "local" => GeneratorBackend::Local,
+                    "remote" => GeneratorBackend::Remote,
+                    "none" | "off" => GeneratorBackend::None,
+                    other => {
+                        return Err(SettingsError::Env {
+                            var: var.into(),
+                            message: format!("`{other}` is not local, remote or none"),
+                        })
+                    }
+                }
+            }
+            "AICC_GENERATOR_MODEL" => self.generator.model = value.trim().into(),
+            "AICC_GENERATOR_THREADS" => self.generator.threads = num(var, value)?,
+            "AICC_GENERATOR_CONTEXT_TOKENS" => self.generator.context_tokens = num(var, value)?,
+            "AICC_GENERATOR_QUEUE" => self.generator.queue = num(var, value)?,
+            "AICC_GENERATOR_URL" => self.generator.remote_url = opt(value),
+            "AICC_GENERATOR_REMOTE_MODEL" => self.generator.remote_model = value.trim().into(),
+            "AICC_GENERATOR_API_KEY" => self.generator.remote_api_key = opt(value),
             "AICC_LOG" => self.log = value.into(),
             "AICC_JWT_SECRET" => self.auth.jwt_secret = opt(value),
             "AICC_LOGIN_ATTEMPTS_PER_MINUTE" => self.auth.login_attempts_per_minute = num(var, value)?,
@@ -180,6 +263,9 @@ impl Settings {
         let mut v = serde_json::to_value(self).unwrap_or_default();
         if self.auth.jwt_secret.is_some() {
             v["auth"]["jwt_secret"] = "<redacted>".into();
+        }
+        if self.generator.remote_api_key.is_some() {
+            v["generator"]["remote_api_key"] = "<redacted>".into();
         }
         for key in ["database_url", "redis_url"] {
             if let Some(url) = v[key].as_str() {

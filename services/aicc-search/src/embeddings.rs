@@ -131,7 +131,7 @@ async fn embed_with_retry(embedder: &dyn Embedder, texts: Vec<String>, kind: Emb
                 wait = (wait * 2).min(Duration::from_millis(500));
             }
             Err(ModelError::Unavailable(e)) => return Err(KbError::Unavailable(format!("embedder: {e}"))),
-            Err(ModelError::Failed(e)) => return Err(KbError::Failed(format!("embedder: {e}"))),
+            Err(ModelError::Failed(e) | ModelError::InvalidRequest(e)) => return Err(KbError::Failed(format!("embedder: {e}"))),
         }
     }
     Err(KbError::Overloaded)

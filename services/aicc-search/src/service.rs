@@ -422,7 +422,7 @@ pub async fn search_index(
             match e.embed(vec![text.to_string()], EmbedKind::Query).await {
                 Ok(mut v) => v.pop(),
                 Err(ModelError::Overloaded) => return Err(KbError::Overloaded),
-                Err(ModelError::Unavailable(m)) | Err(ModelError::Failed(m)) => {
+                Err(ModelError::Unavailable(m) | ModelError::Failed(m) | ModelError::InvalidRequest(m)) => {
                     tracing::warn!(error = %m, "query embedding failed; BM25 only");
                     None
                 }

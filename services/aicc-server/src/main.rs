@@ -1,5 +1,6 @@
 //! The `aicc` command: `serve` runs the platform; `admin` manages accounts;
-//! `train`/`eval intent` build and score the intent classifier.
+//! `train`/`eval intent` build and score the intent classifier; `generate`
+//! asks the generator once.
 //! JSON goes to stdout, progress and logs to stderr.
 
 use std::io::{BufRead, IsTerminal};
@@ -12,6 +13,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod bootstrap;
+mod generate_cli;
 mod intent_cli;
 mod kb_cli;
 mod models;
@@ -55,6 +57,8 @@ enum Command {
         #[command(subcommand)]
         command: EvalCommand,
     },
+    /// One answer from the configured generator, streamed to stdout.
+    Generate(generate_cli::GenerateArgs),
     /// The knowledge base.
     Kb {
         #[command(subcommand)]
@@ -104,6 +108,9 @@ enum BenchCommand {
     /// (trains it into the cache first if missing; docs/benchmarks.md).
     Intent(bench::EmbedArgs),
     Kb(kb_cli::BenchArgs),
+    /// Prefill and decode speed of the local generator (docs/benchmarks.md;
+    /// scripts/bench-llm-peer runs llama.cpp beside it).
+    Generate(generate_cli::BenchArgs),
 }
 
 #[derive(Subcommand)]
@@ -165,6 +172,15 @@ async fn main() -> anyhow::Result<()> {
             init_tracing("warn");
             println!("{}", kb_cli::bench(args, &settings).await?);
             Ok(())
+        }
+        Command::Bench { command: BenchCommand::Generate(args) } => {
+            init_tracing("warn");
+            println!("{}", generate_cli::bench(args, &settings).await?);
+            Ok(())
+        }
+        Command::Generate(args) => {
+            init_tracing("warn");
+            generate_cli::generate(args, &settings).await
         }
         Command::Bench { command: BenchCommand::Embed(args) } => {
             init_tracing("warn");

@@ -34,6 +34,7 @@ pub fn spawn(
     demo: Option<Uuid>,
     kb: aicc_search::KnowledgeBase,
 ) {
+    spawn_generator(settings, registry.clone());
     let name = settings.embedder.clone();
     if name == "none" {
         return;
@@ -81,6 +82,33 @@ pub fn spawn(
             Err(e) => {
                 tracing::error!(model = %name, "cannot start the embedder thread: {e}");
                 registry.set_state(&name, ModelState::Failed);
+            }
+        }
+    });
+}
+
+/// The generator loads beside the embedder (pulled first if missing: the
+/// default model is 1.1 GB); `/readyz` names it `generator:MODEL`.
+fn spawn_generator(settings: &aicc_core::settings::Settings, registry: Arc<ModelRegistry>) {
+    use aicc_core::settings::GeneratorBackend;
+    let g = &settings.generator;
+    let label = match g.backend {
+        GeneratorBackend::None => return,
+        GeneratorBackend::Local => format!("generator:{}", g.model),
+        GeneratorBackend::Remote => format!("generator:{}", g.remote_model),
+    };
+    registry.set_state(&label, ModelState::Loading);
+    let settings = settings.clone();
+    tokio::spawn(async move {
+        match crate::generate_cli::load(&settings).await {
+            Ok(Some(generator)) => {
+                registry.set_generator(generator);
+                registry.set_state(&label, ModelState::Ready);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(model = %label, "cannot load the generator: {e:#}");
+                registry.set_state(&label, ModelState::Failed);
             }
         }
     });

@@ -1,0 +1,153 @@
+//! `LocalGenerator`: the `Generator` on a model of our own, run by one
+//! dedicated OS thread (with its own compute pool) behind a bounded queue.
+//! A full queue answers `Overloaded` at once, and so does a request that
+//! waited longer than `max_queue_wait` for its turn; the async executor never
+//! runs inference. Events go back over a channel sized for the whole answer,
+//! so the model thread never waits on a slow reader; a dropped stream is
+//! seen before the next token and ends the work.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aicc_core::{GenEvent, GenRequest, GenStream, Generator, ModelError};
+use async_trait::async_trait;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::engine::{LocalModel, Sink};
+use super::LlmError;
+
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    /// Compute threads for the model (0 = every core).
+    pub threads: usize,
+    /// Requests that may wait while one runs.
+    pub queue: usize,
+    pub max_queue_wait: Duration,
+}
+
+impl Default for WorkerOptions {
+    fn default() -> Self {
+        Self { threads: 0, queue: 8, max_queue_wait: Duration::from_secs(30) }
+    }
+}
+
+struct Job {
+    request: GenRequest,
+    events: mpsc::Sender<Result<GenEvent, ModelError>>,
+    enqueued: Instant,
+}
+
+pub struct LocalGenerator {
+    name: String,
+    context_tokens: usize,
+    jobs: SyncSender<Job>,
+    /// Tokens sampled since start (tests watch it stop after a cancel).
+    tokens: Arc<AtomicU64>,
+}
+
+struct ChannelSink<'a> {
+    events: &'a mpsc::Sender<Result<GenEvent, ModelError>>,
+    tokens: &'a AtomicU64,
+}
+
+impl Sink for ChannelSink<'_> {
+    fn send(&mut self, event: GenEvent) -> bool {
+        if matches!(event, GenEvent::Token { .. }) {
+            self.tokens.fetch_add(1, Ordering::Relaxed);
+        }
+        // Never blocks: the channel has room for every event of the answer.
+        self.events.try_send(Ok(event)).is_ok()
+    }
+
+    fn cancelled(&self) -> bool {
+        self.events.is_closed()
+    }
+}
+
+impl LocalGenerator {
+    /// Moves `model` onto its own thread and returns once it is warm there
+    /// (seconds for the default model: call it off the async executor).
+    pub fn spawn(mut model: LocalModel, options: WorkerOptions) -> Result<Self, ModelError> {
+        let name = model.name.clone();
+        let context_tokens = model.context_tokens();
+        let (jobs, rx) = sync_channel::<Job>(options.queue);
+        let tokens = Arc::new(AtomicU64::new(0));
+        let counter = tokens.clone();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(options.threads)
+            .thread_name(|i| format!("generate-{i}"))
+            .build()
+            .map_err(|e| ModelError::Unavailable(format!("cannot start the model's threads: {e}")))?;
+        let max_wait = options.max_queue_wait;
+        let (warm_tx, warm_rx) = std::sync::mpsc::channel::<()>();
+        std::thread::Builder::new()
+            .name(format!("generator-{name}"))
+            .spawn(move || {
+                pool.install(|| {
+                    if let Err(e) = model.warm() {
+                        tracing::warn!(error = %e, "generator warm-up failed");
+                    }
+                    drop(warm_tx);
+                    // Ends when every sender is gone (the generator was dropped).
+                    for job in rx {
+                        let queued = job.enqueued.elapsed();
+                        if job.events.is_closed() {
+                            continue;
+                        }
+                        if queued > max_wait {
+                            let _ = job.events.try_send(Err(ModelError::Overloaded));
+                            continue;
+                        }
+                        let mut sink = ChannelSink { events: &job.events, tokens: &counter };
+                        if let Err(e) = model.generate(&job.request, queued, &mut sink) {
+                            let _ = job.events.try_send(Err(e.into()));
+                        }
+                    }
+                })
+            })
+            .map_err(|e| ModelError::Unavailable(format!("cannot start the model thread: {e}")))?;
+        // Disconnects when the warm-up is over (or the thread died).
+        let _ = warm_rx.recv();
+        Ok(Self { name, context_tokens, jobs, tokens })
+    }
+
+    pub fn context_tokens(&self) -> usize {
+        self.context_tokens
+    }
+
+    /// Tokens streamed since start.
+    pub fn tokens_streamed(&self) -> u64 {
+        self.tokens.load(Ordering::Relaxed)
+    }
+}
+
+#[async_trait]
+impl Generator for LocalGenerator {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn generate(&self, request: GenRequest) -> Result<GenStream, ModelError> {
+        request.validate()?;
+        // Room for every token, the end, and an error: the model thread never waits.
+        let capacity = (request.sampling.max_tokens as usize).min(self.context_tokens) + 2;
+        let (events, rx) = mpsc::channel(capacity);
+        match self.jobs.try_send(Job { request, events, enqueued: Instant::now() }) {
+            Ok(()) => Ok(Box::pin(ReceiverStream::new(rx))),
+            Err(TrySendError::Full(_)) => Err(ModelError::Overloaded),
+            Err(TrySendError::Disconnected(_)) => Err(ModelError::Unavailable("the model thread stopped".into())),
+        }
+    }
+}
+
+impl From<LlmError> for ModelError {
+    fn from(e: LlmError) -> Self {
+        match e {
+            LlmError::ContextFull { .. } => ModelError::InvalidRequest(e.to_string()),
+            other => ModelError::Failed(other.to_string()),
+        }
+    }
+}

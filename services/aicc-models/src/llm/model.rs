@@ -1,0 +1,389 @@
+//! The decoder-only transformer of llama- and qwen2-architecture GGUFs, on
+//! candle's quantized matmuls. Our own (rather than candle-transformers')
+//! so that the key/value cache is ours: it can be cut back to a shared
+//! prefix and reused by the next turn, which candle's models cannot do.
+//!
+//! Token embeddings stay quantized (rows are dequantized on lookup), so the
+//! 151,936-row table costs its GGUF size, not four bytes per weight.
+
+use std::fs::File;
+use std::io::BufReader;
+use std::path::Path;
+use std::sync::Arc;
+
+use candle_core::quantized::gguf_file::Content;
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use candle_core::{DType, Device, Module, Tensor};
+
+use super::gguf::Meta;
+use super::LlmError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arch {
+    Llama,
+    Qwen2,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub arch: Arch,
+    pub layers: usize,
+    pub hidden: usize,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    pub rms_eps: f32,
+    pub rope_base: f32,
+    pub train_context: usize,
+}
+
+struct Layer {
+    attn_norm: Tensor,
+    q: QMatMul,
+    k: QMatMul,
+    v: QMatMul,
+    // qwen2 has biases on q, k and v.
+    q_bias: Option<Tensor>,
+    k_bias: Option<Tensor>,
+    v_bias: Option<Tensor>,
+    o: QMatMul,
+    ffn_norm: Tensor,
+    gate: QMatMul,
+    up: QMatMul,
+    down: QMatMul,
+}
+
+pub struct Transformer {
+    pub config: Config,
+    embed: Arc<QTensor>,
+    layers: Vec<Layer>,
+    norm: Tensor,
+    output: QMatMul,
+    cos: Tensor,
+    sin: Tensor,
+    max_context: usize,
+    device: Device,
+}
+
+/// The keys and values of one sequence, layer by layer, in buffers that
+/// grow by doubling; `tokens` are the ids they were computed from.
+pub struct KvCache {
+    layers: Vec<Option<(Tensor, Tensor)>>,
+    capacity: usize,
+    pub tokens: Vec<u32>,
+}
+
+impl KvCache {
+    pub fn new(layers: usize) -> Self {
+        Self { layers: (0..layers).map(|_| None).collect(), capacity: 0, tokens: Vec::new() }
+    }
+
+    pub fn len(&self) -> usize {
+        self.tokens.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tokens.is_empty()
+    }
+
+    /// Forgets everything after the first `n` tokens (the buffers stay).
+    pub fn truncate(&mut self, n: usize) {
+        self.tokens.truncate(n);
+    }
+
+    /// Bytes held by the buffers.
+    pub fn bytes(&self) -> usize {
+        self.layers.iter().flatten().map(|(k, v)| (k.elem_count() + v.elem_count()) * 4).sum()
+    }
+
+    fn reserve(&mut self, needed: usize) -> candle_core::Result<()> {
+        if needed <= self.capacity {
+            return Ok(());
+        }
+        let capacity = needed.next_power_of_two().max(256);
+        let used = self.tokens.len();
+        for layer in self.layers.iter_mut().flatten() {
+            let grow = |t: &Tensor| -> candle_core::Result<Tensor> {
+                let (heads, _, dim) = t.dims3()?;
+                let bigger = Tensor::zeros((heads, capacity, dim), DType::F32, t.device())?;
+                if used > 0 {
+                    bigger.slice_set(&t.narrow(1, 0, used)?.contiguous()?, 1, 0)?;
+                }
+                Ok(bigger)
+            };
+            *layer = (grow(&layer.0)?, grow(&layer.1)?);
+        }
+        self.capacity = capacity;
+        Ok(())
+    }
+
+    /// Writes `k`, `v` (heads, t, dim) at position `at` and returns the
+    /// views of everything up to `at + t`.
+    fn store(&mut self, layer: usize, at: usize, k: &Tensor, v: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
+        let (heads, t, dim) = k.dims3()?;
+        let capacity = self.capacity;
+        let slot = match &mut self.layers[layer] {
+            Some(slot) => slot,
+            empty => {
+                let z = || Tensor::zeros((heads, capacity, dim), DType::F32, k.device());
+                empty.insert((z()?, z()?))
+            }
+        };
+        slot.0.slice_set(k, 1, at)?;
+        slot.1.slice_set(v, 1, at)?;
+        Ok((slot.0.narrow(1, 0, at + t)?, slot.1.narrow(1, 0, at + t)?))
+    }
+}
+
+impl Transformer {
+    /// Loads a llama or qwen2 GGUF; `max_context` bounds the positions used.
+    pub fn load(path: &Path, max_context: usize, device: &Device) -> Result<(Self, Content), LlmError> {
+        let mut reader = BufReader::new(File::open(path).map_err(|e| LlmError::Io(format!("{}: {e}", path.display())))?);
+        let content = Content::read(&mut reader).map_err(|e| LlmError::Format(format!("{}: {e}", path.display())))?;
+        let meta = Meta::new(&content);
+        let arch_name = meta.string("general.architecture")?;
+        let arch = match arch_name {
+            "llama" => Arch::Llama,
+            "qwen2" => Arch::Qwen2,
+            other => return Err(LlmError::Unsupported(format!("architecture `{other}` (llama and qwen2 are)"))),
+        };
+        let key = |k: &str| format!("{arch_name}.{k}");
+        let heads = meta.u32(&key("attention.head_count"))? as usize;
+        let hidden = meta.u32(&key("embedding_length"))? as usize;
+        let head_dim = meta.opt_u32(&key("rope.dimension_count")).map_or(hidden / heads, |d| d as usize);
+        let config = Config {
+            arch,
+            layers: meta.u32(&key("block_count"))? as usize,
+            hidden,
+            heads,
+            kv_heads: meta.opt_u32(&key("attention.head_count_kv")).map_or(heads, |n| n as usize),
+            head_dim,
+            rms_eps: meta.f32(&key("attention.layer_norm_rms_epsilon"))?,
+            rope_base: meta.f32(&key("rope.freq_base")).unwrap_or(10_000.0),
+            train_context: meta.opt_u32(&key("context_length")).map_or(2048, |n| n as usize),
+        };
+        if config.heads % config.kv_heads != 0 || head_dim % 2 != 0 {
+            return Err(LlmError::Format("head counts or head size are inconsistent".into()));
+        }
+        let max_context = max_context.min(config.train_context);
+        let legacy_f32_bytes: usize = content
+            .tensor_infos
+            .values()
+            .filter(|t| is_legacy(t.ggml_dtype))
+            .map(|t| t.shape.elem_count() * 4)
+            .sum();
+        let dequantize_legacy = legacy_f32_bytes <= LEGACY_F32_BUDGET;
+
+        let mut tensor = |name: &str| -> Result<QTensor, LlmError> {
+            content.tensor(&mut reader, name, device).map_err(|e| LlmError::Format(format!("tensor {name}: {e}")))
+        };
+        let embed = Arc::new(tensor("token_embd.weight")?);
+        let norm = tensor("output_norm.weight")?.dequantize(device)?;
+        let output = if content.tensor_infos.contains_key("output.weight") {
+            matmul(Arc::new(tensor("output.weight")?), dequantize_legacy, device)?
+        } else {
+            // Tied embeddings: the output projection is the embedding table.
+            matmul(embed.clone(), dequantize_legacy, device)?
+        };
+        let mut layers = Vec::with_capacity(config.layers);
+        for i in 0..config.layers {
+            let p = |n: &str| format!("blk.{i}.{n}");
+            let mut bias = |n: &str| -> Result<Option<Tensor>, LlmError> {
+                if content.tensor_infos.contains_key(&p(n)) {
+                    Ok(Some(tensor(&p(n))?.dequantize(device)?))
+                } else {
+                    Ok(None)
+                }
+            };
+            let (q_bias, k_bias, v_bias) = (bias("attn_q.bias")?, bias("attn_k.bias")?, bias("attn_v.bias")?);
+            let mut mm = |n: &str| -> Result<QMatMul, LlmError> { matmul(Arc::new(tensor(&p(n))?), dequantize_legacy, device) };
+            layers.push(Layer {
+                q: mm("attn_q.weight")?,
+                k: mm("attn_k.weight")?,
+                v: mm("attn_v.weight")?,
+                o: mm("attn_output.weight")?,
+                gate: mm("ffn_gate.weight")?,
+                up: mm("ffn_up.weight")?,
+                down: mm("ffn_down.weight")?,
+                attn_norm: tensor(&p("attn_norm.weight"))?.dequantize(device)?,
+                ffn_norm: tensor(&p("ffn_norm.weight"))?.dequantize(device)?,
+                q_bias,
+                k_bias,
+                v_bias,
+            });
+        }
+        let (cos, sin) = rope_tables(&config, max_context, device)?;
+        let model = Self { config, embed, layers, norm, output, cos, sin, max_context, device: device.clone() };
+        Ok((model, content))
+    }
+
+    pub fn max_context(&self) -> usize {
+        self.max_context
+    }
+
+    pub fn new_cache(&self) -> KvCache {
+        KvCache::new(self.config.layers)
+    }
+
+    /// Runs `tokens` after what `cache` holds, appends their keys and values,
+    /// and returns the logits of the last one.
+    pub fn forward(&self, tokens: &[u32], cache: &mut KvCache) -> Result<Vec<f32>, LlmError> {
+        let (t, at) = (tokens.len(), cache.len());
+        if t == 0 {
+            return Err(LlmError::Internal("forward without tokens".into()));
+        }
+        if at + t > self.max_context {
+            return Err(LlmError::ContextFull { needed: at + t, context: self.max_context });
+        }
+        cache.reserve(at + t)?;
+        let c = &self.config;
+        let group = c.heads / c.kv_heads;
+        let ids = Tensor::new(tokens, &self.device)?;
+        let mut x = self.embed.embedding(&ids)?; // (t, hidden)
+        let cos = self.cos.narrow(0, at, t)?;
+        let sin = self.sin.narrow(0, at, t)?;
+        let mask = (t > 1).then(|| causal_mask(t, at, group, &self.device)).transpose()?;
+        let scale = 1.0 / (c.head_dim as f64).sqrt();
+
+        for (i, l) in self.layers.iter().enumerate() {
+            let h = candle_nn::ops::rms_norm(&x, &l.attn_norm, c.rms_eps)?;
+            let project = |w: &QMatMul, b: &Option<Tensor>, heads: usize| -> candle_core::Result<Tensor> {
+                let mut y = w.forward(&h)?;
+                if let Some(b) = b {
+                    y = y.broadcast_add(b)?;
+                }
+                // (t, heads·dim) → (heads, t, dim)
+                y.reshape((t, heads, c.head_dim))?.transpose(0, 1)?.contiguous()
+            };
+            let q = self.rope(&project(&l.q, &l.q_bias, c.heads)?, &cos, &sin)?;
+            let k = self.rope(&project(&l.k, &l.k_bias, c.kv_heads)?, &cos, &sin)?;
+            let v = project(&l.v, &l.v_bias, c.kv_heads)?;
+            let (k, v) = cache.store(i, at, &k, &v)?;
+
+            // Grouped-query attention without copying keys: the `group`
+            // query heads sharing a key head become rows of one matmul.
+            let q = q.reshape((c.kv_heads, group * t, c.head_dim))?;
+            let mut att = (q.matmul(&k.t()?)? * scale)?; // (kv_heads, group·t, at+t)
+            if let Some(mask) = &mask {
+                att = att.broadcast_add(mask)?;
+            }
+            let att = candle_nn::ops::softmax_last_dim(&att)?;
+            let y = att.matmul(&v)?; // (kv_heads, group·t, dim)
+            let y = y.reshape((c.heads, t, c.head_dim))?.transpose(0, 1)?.reshape((t, c.heads * c.head_dim))?;
+            x = (x + l.o.forward(&y)?)?;
+
+            let h = candle_nn::ops::rms_norm(&x, &l.ffn_norm, c.rms_eps)?;
+            let ff = (candle_nn::ops::silu(&l.gate.forward(&h)?)? * l.up.forward(&h)?)?;
+            x = (x + l.down.forward(&ff)?)?;
+        }
+        cache.tokens.extend_from_slice(tokens);
+        let last = x.narrow(0, t - 1, 1)?;
+        let last = candle_nn::ops::rms_norm(&last, &self.norm, c.rms_eps)?;
+        let logits = self.output.forward(&last)?.squeeze(0)?.to_dtype(DType::F32)?;
+        Ok(logits.to_vec1::<f32>()?)
+    }
+
+    fn rope(&self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> candle_core::Result<Tensor> {
+        let x4 = x.unsqueeze(0)?;
+        let y = match self.config.arch {
+            // llama GGUFs store q/k permuted for interleaved pairs; qwen2 rotates halves.
+            Arch::Llama => candle_nn::rotary_emb::rope_i(&x4, cos, sin)?,
+            Arch::Qwen2 => candle_nn::rotary_emb::rope(&x4, cos, sin)?,
+        };
+        y.squeeze(0)
+    }
+}
+
+/// Models whose legacy-block weights fit in this much f32 get them dequantized at load.
+const LEGACY_F32_BUDGET: usize = 1 << 30;
+
+/// GGML's pre-K block formats. candle runs them through scalar code with
+/// activations rounded to int8, which is both slow and, on a small model,
+/// enough to change greedy answers: SmolLM2-135M (Q4_1 layers, Q8_0 tied
+/// output) said "L'Étoile, la Marseillaise…" to "What is the capital of
+/// France?" quantized and "The capital of France is Paris." in f32.
+fn is_legacy(dtype: GgmlDType) -> bool {
+    matches!(dtype, GgmlDType::Q4_0 | GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1 | GgmlDType::Q8_0 | GgmlDType::Q8_1)
+}
+
+/// A weight for `x · wᵀ`: K-quant blocks stay quantized (candle's SIMD/AMX
+/// kernels); legacy blocks become f32 when `dequantize_legacy`.
+fn matmul(t: Arc<QTensor>, dequantize_legacy: bool, device: &Device) -> Result<QMatMul, LlmError> {
+    if dequantize_legacy && is_legacy(t.dtype()) {
+        return Ok(QMatMul::Tensor(t.dequantize(device)?));
+    }
+    Ok(QMatMul::from_arc(t)?)
+}
+
+fn rope_tables(c: &Config, positions: usize, device: &Device) -> Result<(Tensor, Tensor), LlmError> {
+    let half = c.head_dim / 2;
+    let inv: Vec<f32> = (0..half).map(|i| 1.0 / c.rope_base.powf(2.0 * i as f32 / c.head_dim as f32)).collect();
+    let inv = Tensor::from_vec(inv, (1, half), device)?;
+    let pos = Tensor::arange(0u32, positions as u32, device)?.to_dtype(DType::F32)?.reshape((positions, 1))?;
+    let freqs = pos.broadcast_mul(&inv)?;
+    Ok((freqs.cos()?, freqs.sin()?))
+}
+
+/// −∞ where query row `r` (of `group` stacked copies of `t` positions after
+/// `at`) would see a later key: shape (group·t, at+t).
+fn causal_mask(t: usize, at: usize, group: usize, device: &Device) -> candle_core::Result<Tensor> {
+    let width = at + t;
+    let mut m = vec![0f32; group * t * width];
+    for g in 0..group {
+        for i in 0..t {
+            let row = &mut m[(g * t + i) * width..][..width];
+            row[at + i + 1..].fill(f32::NEG_INFINITY);
+        }
+    }
+    Tensor::from_vec(m, (group * t, width), device)
+}
+
+/// The index of the largest logit.
+pub fn argmax(logits: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &v) in logits.iter().enumerate() {
+        if v > logits[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// candle's quantized matmul against the same weights dequantized to f32:
+    /// a few per cent of the largest output (activations are rounded to int8
+    /// per block), with an outlier channel as real activations have.
+    fn worst_error(dtype: GgmlDType, m: usize, k: usize, n: usize) -> f32 {
+        let dev = Device::Cpu;
+        let w = Tensor::randn(0f32, 1.0, (n, k), &dev).unwrap();
+        let q = QTensor::quantize(&w, dtype).unwrap();
+        let wd = q.dequantize(&dev).unwrap();
+        // Real activations have a few huge channels (SmolLM2's reach hundreds).
+        let mut xv: Vec<f32> = Tensor::randn(0f32, 1.0, (m, k), &dev).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        for r in 0..m {
+            xv[r * k + 5] = 300.0;
+        }
+        let x = Tensor::from_vec(xv, (m, k), &dev).unwrap();
+        let fast = QMatMul::from_qtensor(q).unwrap().forward(&x).unwrap();
+        let exact = x.matmul(&wd.t().unwrap()).unwrap();
+        let diff = (fast - &exact).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let scale = exact.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        diff / scale
+    }
+
+    #[test]
+    fn quantized_matmuls_agree_with_f32() {
+        for dtype in [GgmlDType::Q4_1, GgmlDType::Q8_0, GgmlDType::Q4K, GgmlDType::Q6K] {
+            for (m, k, n) in [(1, 576, 192), (37, 576, 192), (1, 1536, 256), (37, 1536, 256), (1, 256, 64)] {
+                if k % dtype.block_size() != 0 {
+                    continue;
+                }
+                let e = worst_error(dtype, m, k, n);
+                assert!(e < 0.06, "{dtype:?} m={m} k={k} n={n}: relative error {e}");
+            }
+        }
+    }
+}

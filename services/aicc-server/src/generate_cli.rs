@@ -1,0 +1,218 @@
+//! The generator for the server and the command line: the configured
+//! backend (a local GGUF pulled into the model dir, or a remote server),
+//! `aicc generate` (one streamed answer) and `aicc bench generate`.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aicc_core::settings::{GeneratorBackend, GeneratorSettings, Settings};
+use aicc_core::{ChatMessage, GenEvent, GenRequest, Generator, Sampling};
+use aicc_models::llm::{LocalGenerator, LocalModel, LocalOptions, RemoteGenerator, RemoteOptions, Sink, WorkerOptions};
+use anyhow::Context;
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+
+/// The configured generator, ready to take requests (a local model is
+/// loaded and warmed first).
+pub async fn load(settings: &Settings) -> anyhow::Result<Option<Arc<dyn Generator>>> {
+    let g = &settings.generator;
+    match g.backend {
+        GeneratorBackend::None => Ok(None),
+        GeneratorBackend::Remote => {
+            let url = g.remote_url.clone().context("generator.backend = remote needs generator.remote_url (AICC_GENERATOR_URL)")?;
+            let remote = RemoteGenerator::new(RemoteOptions {
+                url,
+                model: g.remote_model.clone(),
+                api_key: g.remote_api_key.clone(),
+                max_concurrent: g.queue.max(1),
+                connect_timeout: Duration::from_secs(5),
+            })?;
+            Ok(Some(Arc::new(remote)))
+        }
+        GeneratorBackend::Local => {
+            let model = load_local(&settings.model_dir, g).await?;
+            let options =
+                WorkerOptions { threads: g.threads, queue: g.queue, max_queue_wait: Duration::from_millis(g.max_queue_wait_ms) };
+            let worker = tokio::task::spawn_blocking(move || LocalGenerator::spawn(model, options)).await??;
+            Ok(Some(Arc::new(worker)))
+        }
+    }
+}
+
+/// Pulls the model if missing (with the progress bar) and loads it.
+async fn load_local(model_dir: &std::path::Path, g: &GeneratorSettings) -> anyhow::Result<LocalModel> {
+    let (name, model_dir) = (g.model.clone(), model_dir.to_path_buf());
+    let options = LocalOptions { context_tokens: g.context_tokens, cache_slots: g.cache_slots };
+    tokio::task::spawn_blocking(move || {
+        let manifest = aicc_models::Manifest::builtin()?;
+        let spec = manifest.get(&name)?;
+        anyhow::ensure!(spec.kind == "generator", "`{name}` is a {}, not a generator", spec.kind);
+        let fetcher = aicc_models::Fetcher::new(&model_dir);
+        if fetcher.pull(spec)? > 0 {
+            tracing::info!(model = %name, "pulled into {}", model_dir.display());
+        }
+        let t = Instant::now();
+        let model = LocalModel::load(&name, &fetcher.file_path(spec, &spec.files[0]), &options)?;
+        tracing::info!(model = %name, ms = t.elapsed().as_millis() as u64, "generator loaded");
+        Ok(model)
+    })
+    .await?
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct GenerateArgs {
+    /// What to ask.
+    pub prompt: Vec<String>,
+    /// A system message.
+    #[arg(long)]
+    pub system: Option<String>,
+    #[arg(long, default_value_t = 256)]
+    pub max_tokens: u32,
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f32,
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+/// `aicc generate`: one answer streamed to stdout as it is produced; the
+/// usage and timings as JSON on stderr.
+pub async fn generate(args: GenerateArgs, settings: &Settings) -> anyhow::Result<()> {
+    let generator = load(settings).await?.context("the generator is off (generator.backend = none)")?;
+    let mut messages = Vec::new();
+    if let Some(system) = args.system {
+        messages.push(ChatMessage::system(system));
+    }
+    messages.push(ChatMessage::user(args.prompt.join(" ")));
+    let sampling = Sampling { max_tokens: args.max_tokens, temperature: args.temperature, seed: args.seed, ..Sampling::default() };
+    let mut stream = generator.generate(GenRequest { messages, sampling }).await?;
+    let mut out = std::io::stdout().lock();
+    while let Some(event) = stream.next().await {
+        match event? {
+            GenEvent::Token { text } => {
+                out.write_all(text.as_bytes())?;
+                out.flush()?;
+            }
+            GenEvent::End { finish_reason, usage, timings } => {
+                writeln!(out)?;
+                eprintln!("{}", json!({ "model": generator.name(), "finish_reason": finish_reason, "usage": usage, "timings": timings }));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Prompt length, in tokens.
+    #[arg(long, default_value_t = 400)]
+    pub prompt_tokens: usize,
+    /// Tokens decoded after the prompt (end-of-sequence is ignored).
+    #[arg(long, default_value_t = 128)]
+    pub max_tokens: u32,
+    /// The model (manifest name; default: the configured generator).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Compute threads (default: the configured number; 0 = every core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Measured runs after one warm-up run; the figures are their medians.
+    #[arg(long, default_value_t = 3)]
+    pub reps: usize,
+}
+
+/// Collects nothing: the benchmark reads the outcome's timings.
+struct Discard;
+
+impl Sink for Discard {
+    fn send(&mut self, _: GenEvent) -> bool {
+        true
+    }
+    fn cancelled(&self) -> bool {
+        false
+    }
+}
+
+/// `aicc bench generate`: prefill and decode speed of the local backend,
+/// greedy, from an empty cache each run (CONTRACT.md's JSON, plus detail).
+pub async fn bench(args: BenchArgs, settings: &Settings) -> anyhow::Result<Value> {
+    let mut g = settings.generator.clone();
+    if let Some(m) = &args.model {
+        g.model = m.clone();
+    }
+    let threads = args.threads.unwrap_or(g.threads);
+    g.context_tokens = g.context_tokens.max(args.prompt_tokens + args.max_tokens as usize + 8);
+    g.cache_slots = 1;
+    let mut model = load_local(&settings.model_dir, &g).await?;
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
+    let threads = pool.current_num_threads();
+    let (prompt_tokens, max_tokens, reps) = (args.prompt_tokens, args.max_tokens, args.reps.max(1));
+    let name = g.model.clone();
+    tokio::task::spawn_blocking(move || {
+        pool.install(|| -> anyhow::Result<Value> {
+            let prompt = bench_prompt(&model, prompt_tokens)?;
+            let sampling = Sampling { max_tokens, ..Sampling::default() };
+            let mut runs = Vec::new();
+            for rep in 0..=reps {
+                model.clear_cache();
+                let o = model.generate_ids(&prompt, &sampling, true, Duration::ZERO, &mut Discard)?;
+                eprintln!(
+                    "{} run {rep}: prefill {:.0} ms, ttft {:.0} ms, decode {} tokens in {:.0} ms",
+                    if rep == 0 { "warm-up" } else { "measured" },
+                    o.timings.prefill_ms,
+                    o.timings.ttft_ms,
+                    o.usage.completion_tokens,
+                    o.timings.decode_ms
+                );
+                if rep > 0 {
+                    runs.push(o);
+                }
+            }
+            let median = |mut v: Vec<f64>| {
+                v.sort_by(f64::total_cmp);
+                v[v.len() / 2]
+            };
+            let prefill = median(runs.iter().map(|o| prompt_tokens as f64 / (o.timings.prefill_ms / 1000.0)).collect());
+            // The first answer token comes out of the prefill; the rest are decode steps.
+            let decode = median(
+                runs.iter().map(|o| (o.usage.completion_tokens.saturating_sub(1)) as f64 / (o.timings.decode_ms / 1000.0)).collect(),
+            );
+            let ttft = median(runs.iter().map(|o| o.timings.ttft_ms).collect());
+            Ok(json!({
+                "model": name,
+                "threads": threads,
+                "prompt_tokens": prompt_tokens,
+                "max_tokens": max_tokens,
+                "prefill_tokens_per_s": round1(prefill),
+                "decode_tokens_per_s": round1(decode),
+                "ttft_ms": ttft.round(),
+                "peak_rss_bytes": peak_rss_bytes(),
+                "reps": reps,
+            }))
+        })
+    })
+    .await?
+}
+
+/// Exactly `n` prompt tokens of ordinary bilingual FAQ text.
+fn bench_prompt(model: &LocalModel, n: usize) -> anyhow::Result<Vec<u32>> {
+    let faq = include_str!("../../../demo/faq.csv");
+    let mut ids = Vec::with_capacity(n);
+    while ids.len() < n {
+        ids.extend(model.tokenizer.encode(faq)?);
+    }
+    ids.truncate(n);
+    Ok(ids)
+}
+
+fn round1(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
+
+/// The process's peak resident memory (Linux `VmHWM`).
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
