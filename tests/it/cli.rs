@@ -33,6 +33,7 @@ pub fn aicc(dir: &Path) -> Command {
         .env("AICC_MODEL_DIR", dir.join("models"))
         // Models are their own test (`serve_loads_the_embedder_and_the_demo_intent_model`).
         .env("AICC_EMBEDDER", "none")
+        .env("AICC_GENERATOR", "none")
         .kill_on_drop(true);
     cmd
 }
@@ -70,6 +71,8 @@ async fn serve_loads_the_embedder_and_the_demo_intent_model() {
     let cmd = || {
         let mut c = aicc(&dir);
         c.env_remove("AICC_EMBEDDER").env("AICC_MODEL_DIR", shared_model_dir());
+        // The generator too, on the small test model (the default is 1.1 GB).
+        c.env_remove("AICC_GENERATOR").env("AICC_GENERATOR_MODEL", "smollm2-135m-instruct");
         c
     };
     let mut first = start(cmd()).await;
@@ -80,7 +83,10 @@ async fn serve_loads_the_embedder_and_the_demo_intent_model() {
     }
     // From the trained-model cache (scripts/test warms it), or a fresh training.
     let body = wait_ready(&first.url, 280).await;
-    assert_eq!(body["models"], json!({ "multilingual-e5-small": "ready", "intent:demo": "ready" }));
+    assert_eq!(
+        body["models"],
+        json!({ "multilingual-e5-small": "ready", "intent:demo": "ready", "generator:smollm2-135m-instruct": "ready" })
+    );
     // The demo knowledge was published at first start; once the embedder is
     // in, search is hybrid and finds the lost-card article for a Korean message.
     let password = first.demo_password().await;

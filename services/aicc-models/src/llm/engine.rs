@@ -127,7 +127,7 @@ impl LocalModel {
         }
         let budget = (sampling.max_tokens as usize).min(context - prompt.len());
 
-        let slot = self.pick_slot(prompt);
+        let slot = self.pick_slot(prompt)?;
         let cache = &mut self.slots[slot].0;
         // At least the last prompt token is computed: its logits start the answer.
         let reuse = common_prefix(&cache.tokens, prompt).min(prompt.len() - 1);
@@ -218,17 +218,34 @@ impl LocalModel {
         Ok(outcome)
     }
 
-    fn pick_slot(&mut self, prompt: &[u32]) -> usize {
+    /// The slot sharing the longest prefix with `prompt`. When using it
+    /// would cut back a longer history (another conversation that shares
+    /// only the system prompt), the shared part is copied into the least
+    /// recently used slot instead, so both conversations keep their cache.
+    fn pick_slot(&mut self, prompt: &[u32]) -> Result<usize, LlmError> {
         self.clock += 1;
         let shared: Vec<usize> = self.slots.iter().map(|(c, _)| common_prefix(&c.tokens, prompt)).collect();
         let best = (0..self.slots.len()).max_by_key(|&i| (shared[i], std::cmp::Reverse(self.slots[i].1))).unwrap_or(0);
-        let slot = if shared[best] > 0 {
-            best
-        } else {
-            (0..self.slots.len()).min_by_key(|&i| self.slots[i].1).unwrap_or(0)
+        let lru = (0..self.slots.len()).filter(|&i| i != best).min_by_key(|&i| self.slots[i].1);
+        let slot = match lru {
+            _ if shared[best] == 0 => (0..self.slots.len()).min_by_key(|&i| self.slots[i].1).unwrap_or(0),
+            // Nothing (or just the last token) would be cut: continue in place.
+            _ if shared[best] + 1 >= self.slots[best].0.len() => best,
+            Some(free) => {
+                let (src, dst) = if best < free {
+                    let (a, b) = self.slots.split_at_mut(free);
+                    (&a[best].0, &mut b[0].0)
+                } else {
+                    let (a, b) = self.slots.split_at_mut(best);
+                    (&b[0].0, &mut a[free].0)
+                };
+                dst.copy_prefix(src, shared[best])?;
+                free
+            }
+            None => best,
         };
         self.slots[slot].1 = self.clock;
-        slot
+        Ok(slot)
     }
 }
 

@@ -91,6 +91,34 @@ impl KvCache {
         self.tokens.truncate(n);
     }
 
+    /// Becomes a copy of the first `n` tokens of `other` (so that a new
+    /// conversation can start from a shared system prompt without cutting
+    /// back the conversation that computed it).
+    pub fn copy_prefix(&mut self, other: &KvCache, n: usize) -> candle_core::Result<()> {
+        let n = n.min(other.len());
+        self.tokens.clear();
+        self.reserve(n)?;
+        for (mine, theirs) in self.layers.iter_mut().zip(&other.layers) {
+            let Some((k, v)) = theirs else {
+                continue;
+            };
+            let (heads, _, dim) = k.dims3()?;
+            let slot = match mine {
+                Some(slot) => slot,
+                empty => {
+                    let z = || Tensor::zeros((heads, self.capacity, dim), DType::F32, k.device());
+                    empty.insert((z()?, z()?))
+                }
+            };
+            if n > 0 {
+                slot.0.slice_set(&k.narrow(1, 0, n)?.contiguous()?, 1, 0)?;
+                slot.1.slice_set(&v.narrow(1, 0, n)?.contiguous()?, 1, 0)?;
+            }
+        }
+        self.tokens.extend_from_slice(&other.tokens[..n]);
+        Ok(())
+    }
+
     /// Bytes held by the buffers.
     pub fn bytes(&self) -> usize {
         self.layers.iter().flatten().map(|(k, v)| (k.elem_count() + v.elem_count()) * 4).sum()
