@@ -10,7 +10,6 @@
 
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
 use tokenizers::models::bpe::{Vocab, BPE};
-use tokenizers::normalizers::unicode::NFC;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::pre_tokenizers::digits::Digits;
 use tokenizers::pre_tokenizers::sequence::Sequence;
@@ -73,9 +72,9 @@ impl GgufTokenizer {
 
         let pre = meta.opt_string("tokenizer.ggml.pre").unwrap_or("default").to_string();
         inner.with_pre_tokenizer(Some(pre_tokenizer(&pre)?));
-        if pre == "qwen2" {
-            inner.with_normalizer(Some(NFC)).map_err(|e| LlmError::Format(e.to_string()))?;
-        }
+        // No normaliser: llama.cpp (the reference the tests hold us to)
+        // applies none, though Qwen's tokenizer.json has NFC. Callers that
+        // may see decomposed Hangul (macOS text) normalise it first.
         inner.with_decoder(Some(ByteLevelDecoder::default()));
 
         let mut control = Vec::new();
