@@ -141,11 +141,14 @@ pub async fn bench(args: BenchArgs, settings: &Settings) -> anyhow::Result<Value
         g.model = m.clone();
     }
     let threads = args.threads.unwrap_or(g.threads);
+    aicc_models::llm::set_compute_threads(threads);
     g.context_tokens = g.context_tokens.max(args.prompt_tokens + args.max_tokens as usize + 8);
     g.cache_slots = 1;
     let mut model = load_local(&settings.model_dir, &g).await?;
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
     let threads = pool.current_num_threads();
+    // candle's own pool (the kernels) reads this once; report what it got.
+    let threads = std::env::var("CANDLE_NUM_THREADS").ok().and_then(|t| t.parse().ok()).unwrap_or(threads);
     let (prompt_tokens, max_tokens, reps) = (args.prompt_tokens, args.max_tokens, args.reps.max(1));
     let name = g.model.clone();
     tokio::task::spawn_blocking(move || {

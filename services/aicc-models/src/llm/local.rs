@@ -21,7 +21,8 @@ use super::LlmError;
 
 #[derive(Debug, Clone)]
 pub struct WorkerOptions {
-    /// Compute threads for the model (0 = every core).
+    /// Compute threads for the model (0 = every core). candle's kernels run
+    /// on candle's own pool, sized once per process: see `set_compute_threads`.
     pub threads: usize,
     /// Requests that may wait while one runs.
     pub queue: usize,
@@ -67,10 +68,20 @@ impl Sink for ChannelSink<'_> {
     }
 }
 
+/// Sizes candle's kernel thread pool (`CANDLE_NUM_THREADS`, read once at its
+/// first use); call before the first model runs. 0 leaves the default
+/// (every core) or what the environment already says.
+pub fn set_compute_threads(threads: usize) {
+    if threads > 0 && std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        std::env::set_var("CANDLE_NUM_THREADS", threads.to_string());
+    }
+}
+
 impl LocalGenerator {
     /// Moves `model` onto its own thread and returns once it is warm there
     /// (seconds for the default model: call it off the async executor).
     pub fn spawn(mut model: LocalModel, options: WorkerOptions) -> Result<Self, ModelError> {
+        set_compute_threads(options.threads);
         let name = model.name.clone();
         let context_tokens = model.context_tokens();
         let (jobs, rx) = sync_channel::<Job>(options.queue);

@@ -14,7 +14,7 @@ pub mod text;
 pub mod tokenizer;
 
 pub use engine::{LocalModel, LocalOptions, Outcome, Sink};
-pub use local::{LocalGenerator, WorkerOptions};
+pub use local::{set_compute_threads, LocalGenerator, WorkerOptions};
 pub use remote::{RemoteGenerator, RemoteOptions};
 pub use template::ChatTemplate;
 pub use tokenizer::GgufTokenizer;
