@@ -3,7 +3,7 @@
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
-use aicc_core::StoreError;
+use aicc_core::{ModelError, StoreError};
 use serde::Serialize;
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -111,4 +111,34 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// A model's answer to a request (generator, embedder): a full queue is
+/// 429 `overloaded` with `Retry-After`, never a wait.
+impl From<ModelError> for ApiError {
+    fn from(e: ModelError) -> Self {
+        match e {
+            ModelError::Overloaded => {
+                ApiError { code: "overloaded", ..ApiError::rate_limited("the model is overloaded; retry shortly", 1) }
+            }
+            ModelError::InvalidRequest(m) => ApiError::bad_request("invalid_request", m),
+            ModelError::Unavailable(m) => {
+                ApiError { retry_after: Some(5), ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "model_unavailable", m) }
+            }
+            ModelError::Failed(m) => ApiError::internal(m),
+        }
+    }
+}
+
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_overloaded_model_is_429_with_retry_after() {
+        let e = ApiError::from(ModelError::Overloaded);
+        assert_eq!((e.status.as_u16(), e.code, e.retry_after), (429, "overloaded", Some(1)));
+        let e = ApiError::from(ModelError::InvalidRequest("too long".into()));
+        assert_eq!((e.status.as_u16(), e.code), (400, "invalid_request"));
+    }
+}
