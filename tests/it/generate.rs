@@ -235,7 +235,7 @@ async fn a_full_queue_is_overloaded_at_once() {
         Err(other) => panic!("expected Overloaded, got {other:?}"),
         Ok(_) => panic!("expected Overloaded, got a stream"),
     }
-    assert!(t.elapsed() < Duration::from_millis(100), "overload must not wait: {:?}", t.elapsed());
+    assert!(t.elapsed() < Duration::from_millis(500), "overload must not wait: {:?}", t.elapsed());
     drop(running);
 }
 
