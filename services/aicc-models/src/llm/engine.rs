@@ -11,7 +11,6 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use aicc_core::{ChatMessage, FinishReason, GenEvent, GenRequest, Sampling, Timings, Usage};
-use candle_core::Device;
 
 use super::gguf::Meta;
 use super::model::{KvCache, Transformer};
@@ -63,7 +62,7 @@ pub struct Outcome {
 
 impl LocalModel {
     pub fn load(name: &str, path: &Path, options: &LocalOptions) -> Result<Self, LlmError> {
-        let (model, content) = Transformer::load(path, options.context_tokens, &Device::Cpu)?;
+        let (model, content) = Transformer::load(path, options.context_tokens, &super::device())?;
         let meta = Meta::new(&content);
         let tokenizer = GgufTokenizer::from_meta(&meta)?;
         let template = ChatTemplate::detect(meta.opt_string("tokenizer.chat_template"), &tokenizer)?;

@@ -41,6 +41,17 @@ impl From<candle_core::Error> for LlmError {
     }
 }
 
+/// Where the local model runs: the first CUDA GPU when built with the
+/// `cuda` feature and one is present, else the CPU.
+pub fn device() -> candle_core::Device {
+    #[cfg(feature = "cuda")]
+    if let Ok(gpu) = candle_core::Device::new_cuda(0) {
+        tracing::info!("generator on CUDA device 0");
+        return gpu;
+    }
+    candle_core::Device::Cpu
+}
+
 /// The tokenizer and chat template of a GGUF, without its weights (reads
 /// the header only).
 pub fn read_tokenizer(path: &std::path::Path) -> Result<(GgufTokenizer, template::ChatTemplate), LlmError> {

@@ -352,7 +352,8 @@ impl Linear {
         if dequantize_legacy && is_legacy(t.dtype()) {
             return Ok(Self { matmul: QMatMul::Tensor(t.dequantize(device)?), compact: None });
         }
-        let compact = matches!(t.dtype(), GgmlDType::Q4K | GgmlDType::Q6K).then(|| t.clone());
+        // (CPU only: on a GPU the blocks live on the device.)
+        let compact = (device.is_cpu() && matches!(t.dtype(), GgmlDType::Q4K | GgmlDType::Q6K)).then(|| t.clone());
         Ok(Self { matmul: QMatMul::from_arc(t)?, compact })
     }
 
