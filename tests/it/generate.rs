@@ -60,6 +60,11 @@ fn qwen_tokenizer_matches_llama_cpp_on_korean_and_english() {
     let (tok, _) = read_tokenizer(&model_path(QWEN)).unwrap();
     assert_eq!(tok.encode("Hello world").unwrap(), [9707, 1879]);
     assert_eq!(tok.vocab_size(), 151_936);
+    // End of turn as llama.cpp sees it: <|endoftext|>, <|im_end|>, <|fim_pad|>, <|repo_name|>, <|file_sep|>.
+    for id in [151643, 151645, 151662, 151663, 151664] {
+        assert!(tok.is_end_of_generation(id), "{id} {:?}", tok.token_text(id));
+    }
+    assert!(!tok.is_end_of_generation(151644), "<|im_start|> does not end a turn");
     check_tokenizer(QWEN);
 }
 

@@ -98,7 +98,11 @@ impl GgufTokenizer {
         let eos = meta.opt_u32("tokenizer.ggml.eos_token_id");
         let mut end_of_generation: Vec<u32> = eos.into_iter().collect();
         end_of_generation.extend(meta.opt_u32("tokenizer.ggml.eot_token_id"));
-        for marker in ["<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end_of_text|>", "</s>"] {
+        // As llama.cpp: Qwen's coder models may also end a turn on their
+        // fill-in-the-middle / repository markers.
+        for marker in
+            ["<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end_of_text|>", "</s>", "<|fim_pad|>", "<|repo_name|>", "<|file_sep|>"]
+        {
             if let Some(&(_, id)) = control.iter().find(|(t, _)| t == marker) {
                 end_of_generation.push(id);
             }
