@@ -38,13 +38,6 @@ pub fn aicc(dir: &Path) -> Command {
     cmd
 }
 
-/// The model cache scripts/test fills (`AICC_MODEL_DIR`, else the default).
-fn shared_model_dir() -> std::path::PathBuf {
-    match std::env::var("AICC_MODEL_DIR") {
-        Ok(d) => d.into(),
-        Err(_) => Path::new(&std::env::var("HOME").unwrap()).join(".cache/aicc/models"),
-    }
-}
 
 async fn readyz(url: &str) -> (u16, serde_json::Value) {
     let r = reqwest::get(format!("{url}/readyz")).await.unwrap();
@@ -70,7 +63,7 @@ async fn serve_loads_the_embedder_and_the_demo_intent_model() {
     let dir = scratch_dir();
     let cmd = || {
         let mut c = aicc(&dir);
-        c.env_remove("AICC_EMBEDDER").env("AICC_MODEL_DIR", shared_model_dir());
+        c.env_remove("AICC_EMBEDDER").env("AICC_MODEL_DIR", aicc_tests::shared_model_dir());
         // The generator too, on the small test model (the default is 1.1 GB).
         c.env_remove("AICC_GENERATOR").env("AICC_GENERATOR_MODEL", "smollm2-135m-instruct");
         c
@@ -322,7 +315,7 @@ async fn bench_embed_and_intent_smoke() {
     for (what, extra) in [("embed", "batch_sentences_per_s"), ("intent", "model")] {
         let out = aicc(&dir)
             .env_remove("AICC_EMBEDDER")
-            .env("AICC_MODEL_DIR", shared_model_dir())
+            .env("AICC_MODEL_DIR", aicc_tests::shared_model_dir())
             .args(["bench", what, "--queries", "5", "--batch", "8"])
             .output()
             .await

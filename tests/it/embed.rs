@@ -4,10 +4,7 @@
 use aicc_models::{E5Model, EmbedKind};
 
 fn model_path() -> std::path::PathBuf {
-    let dir = std::env::var("AICC_MODEL_DIR").unwrap_or_else(|_| format!("{}/.cache/aicc/models", std::env::var("HOME").unwrap()));
-    let path = std::path::Path::new(&dir).join("multilingual-e5-small/e5-small-q4.bin");
-    assert!(path.exists(), "{} missing: run `aicc models pull` (scripts/test does)", path.display());
-    path
+    aicc_tests::model_file("multilingual-e5-small", "e5-small-q4.bin")
 }
 
 fn ids(model: &E5Model, text: &[u8]) -> Vec<u32> {

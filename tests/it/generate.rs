@@ -20,10 +20,7 @@ const SMOL: (&str, &str) = ("smollm2-135m-instruct", "SmolLM2-135M-Instruct.Q4_1
 const QWEN: (&str, &str) = ("qwen2.5-coder-1.5b-instruct", "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf");
 
 fn model_path((name, file): (&str, &str)) -> PathBuf {
-    let dir = std::env::var("AICC_MODEL_DIR").unwrap_or_else(|_| format!("{}/.cache/aicc/models", std::env::var("HOME").unwrap()));
-    let path = PathBuf::from(dir).join(name).join(file);
-    assert!(path.exists(), "{} missing: run `aicc models pull {name}` (scripts/test does)", path.display());
-    path
+    aicc_tests::model_file(name, file)
 }
 
 fn fixture(name: &str) -> Vec<(String, bool, Vec<u32>)> {

@@ -130,13 +130,13 @@ fn a_wrong_hash_or_member_installs_nothing() {
 /// scripts/test pulls the default models first; a missing one fails here, loudly.
 #[test]
 fn the_real_embedders_are_pulled_and_verified() {
-    let dir = std::env::var("AICC_MODEL_DIR").unwrap_or_else(|_| format!("{}/.cache/aicc/models", std::env::var("HOME").unwrap()));
+    let dir = aicc_tests::shared_model_dir();
     let manifest = Manifest::builtin().unwrap();
     let fetcher = Fetcher::new(&dir);
     for name in ["multilingual-e5-small", "all-minilm-l6-v2"] {
         let model = manifest.get(name).unwrap();
         for f in &model.files {
-            assert_eq!(fetcher.state(model, f), FileState::Ready, "{name}/{} missing in {dir}: run `aicc models pull`", f.path);
+            assert_eq!(fetcher.state(model, f), FileState::Ready, "{name}/{} missing in {}: run `aicc models pull`", f.path, dir.display());
         }
     }
 }

@@ -16,6 +16,21 @@ pub enum Backend {
     Sqlite,
 }
 
+/// The model cache scripts/test fills (`AICC_MODEL_DIR`, else the default).
+pub fn shared_model_dir() -> std::path::PathBuf {
+    match std::env::var("AICC_MODEL_DIR") {
+        Ok(d) => d.into(),
+        Err(_) => std::path::Path::new(&std::env::var("HOME").unwrap()).join(".cache/aicc/models"),
+    }
+}
+
+/// A pulled model file; a missing one fails the test, loudly.
+pub fn model_file(model: &str, file: &str) -> std::path::PathBuf {
+    let path = shared_model_dir().join(model).join(file);
+    assert!(path.exists(), "{} missing: run `aicc models pull {model}` (scripts/test does)", path.display());
+    path
+}
+
 /// The server Postgres admin URL (`AICC_TEST_PG`, default the local trust-auth server).
 pub fn pg_admin_url() -> String {
     std::env::var("AICC_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())

@@ -97,11 +97,15 @@ async fn start_server() -> anyhow::Result<Target> {
     Ok(Target { url, password: password.context("no demo password in the banner")?, child: Some(child) })
 }
 
-fn rss_mb(pid: u32, field: &str) -> Option<f64> {
+/// A `kB` field of `/proc/PID/status` (Linux), e.g. `VmRSS:` or `VmHWM:`.
+pub(crate) fn status_kb(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with(field))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn rss_mb(pid: u32, field: &str) -> Option<f64> {
+    Some(status_kb(pid, field)? as f64 / 1024.0)
 }
 
 pub(crate) fn percentile(sorted: &[u64], p: f64) -> f64 {

