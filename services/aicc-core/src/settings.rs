@@ -360,6 +360,9 @@ impl Default for TenantSettings {
             ("queued", "You are number {position} in the queue. An agent will be with you shortly.", "대기 순서는 {position}번입니다. 곧 상담원이 연결됩니다."),
             ("thanks", "You're welcome!", "천만에요!"),
             ("goodbye", "Goodbye! Have a nice day.", "안녕히 가세요. 좋은 하루 보내세요."),
+            ("clarify", "Which of these do you mean?", "어떤 내용을 문의하셨나요?"),
+            ("agent", "Talk to an agent", "상담원 연결"),
+            ("unavailable", "I'm sorry, I can't answer that right now. Would you like to talk to an agent?", "죄송합니다. 지금은 답변을 드리기 어렵습니다. 상담원을 연결해 드릴까요?"),
         ]
         .into_iter()
         .map(|(k, en, ko)| (k.to_string(), BTreeMap::from([("en".to_string(), en.to_string()), ("ko".to_string(), ko.to_string())])))

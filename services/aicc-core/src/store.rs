@@ -137,4 +137,23 @@ pub trait Store: Send + Sync + 'static {
     async fn record_event(&self, event: NewEvent) -> StoreResult<()>;
     /// Newest first.
     async fn list_events(&self, tenant_id: Uuid, conversation_id: Option<Uuid>, limit: i64) -> StoreResult<Vec<Event>>;
+
+    // Analytics
+    /// The tenant's conversations created in `[from, to)`, oldest first, at most `limit`.
+    async fn conversations_created(
+        &self,
+        tenant_id: Uuid,
+        from: chrono::DateTime<chrono::Utc>,
+        to: chrono::DateTime<chrono::Utc>,
+        limit: i64,
+    ) -> StoreResult<Vec<Conversation>>;
+    /// The tenant's events of the given kinds created in `[from, to)`, oldest first, at most `limit`.
+    async fn events_between(
+        &self,
+        tenant_id: Uuid,
+        kinds: &[&str],
+        from: chrono::DateTime<chrono::Utc>,
+        to: chrono::DateTime<chrono::Utc>,
+        limit: i64,
+    ) -> StoreResult<Vec<Event>>;
 }

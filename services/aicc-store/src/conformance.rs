@@ -34,7 +34,8 @@ macro_rules! store_conformance_suite {
             kb_versions_are_immutable_and_published_per_tenant,
             kb_concurrent_imports_get_distinct_versions,
             kb_adapters_are_versioned_per_tenant,
-            lifecycle_queries
+            lifecycle_queries,
+            analytics_reads_by_time_and_kind
         );
     };
     (@each $make:path; $($name:ident),*) => {
@@ -532,4 +533,27 @@ pub async fn kb_adapters_are_versioned_per_tenant(store: Arc<dyn Store>) {
     assert_eq!((latest.version, latest.kb_version, latest.weights[0]), (2, Some(2), 2));
     assert_eq!(latest.meta["n"], 2);
     assert!(store.latest_kb_adapter(b.id).await.unwrap().is_none());
+}
+
+pub async fn analytics_reads_by_time_and_kind(store: Arc<dyn Store>) {
+    let t = tenant(&store, "acme").await;
+    let other = tenant(&store, "other").await;
+    let before = chrono::Utc::now() - chrono::Duration::seconds(1);
+    let a = conversation(&store, &t).await;
+    let b = conversation(&store, &t).await;
+    conversation(&store, &other).await;
+    let after = chrono::Utc::now() + chrono::Duration::seconds(1);
+    for (c, kind) in [(a.id, "bot.turn"), (b.id, "bot.turn"), (a.id, "other.kind")] {
+        let ev = NewEvent { tenant_id: t.id, conversation_id: Some(c), actor: None, kind: kind.into(), data: serde_json::json!({}) };
+        store.record_event(ev).await.unwrap();
+    }
+    let convs = store.conversations_created(t.id, before, after, 100).await.unwrap();
+    assert_eq!(convs.iter().map(|c| c.id).collect::<Vec<_>>(), [a.id, b.id], "oldest first, this tenant only");
+    assert!(store.conversations_created(t.id, after, after + chrono::Duration::hours(1), 100).await.unwrap().is_empty());
+    let turns = store.events_between(t.id, &["bot.turn"], before, after, 100).await.unwrap();
+    assert_eq!(turns.iter().map(|e| e.conversation_id.unwrap()).collect::<Vec<_>>(), [a.id, b.id]);
+    let both = store.events_between(t.id, &["bot.turn", "conversation.created"], before, after, 100).await.unwrap();
+    assert_eq!(both.len(), 4, "two turns and two creations");
+    assert_eq!(store.events_between(t.id, &["bot.turn"], before, after, 1).await.unwrap().len(), 1, "limit holds");
+    assert!(store.events_between(t.id, &[], before, after, 100).await.unwrap().is_empty());
 }

@@ -903,6 +903,52 @@ macro_rules! sql_store {
                 .map_err(db_err)?;
                 rows.iter().map(Self::event_row).collect()
             }
+
+            async fn conversations_created(
+                &self,
+                tenant_id: Uuid,
+                from: DateTime<Utc>,
+                to: DateTime<Utc>,
+                limit: i64,
+            ) -> StoreResult<Vec<Conversation>> {
+                let rows = sqlx::query(&format!(
+                    "SELECT {CONV_COLS} FROM conversations WHERE tenant_id = $1 AND created_at >= $2 AND created_at < $3 \
+                     ORDER BY created_at, id LIMIT $4"
+                ))
+                .bind(tenant_id)
+                .bind(from)
+                .bind(to)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_err)?;
+                rows.iter().map(Self::conv_row).collect()
+            }
+
+            async fn events_between(
+                &self,
+                tenant_id: Uuid,
+                kinds: &[&str],
+                from: DateTime<Utc>,
+                to: DateTime<Utc>,
+                limit: i64,
+            ) -> StoreResult<Vec<Event>> {
+                if kinds.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let placeholders: Vec<String> = (0..kinds.len()).map(|i| format!("${}", i + 5)).collect();
+                let sql = format!(
+                    "SELECT id, tenant_id, conversation_id, actor, kind, data, created_at FROM events \
+                     WHERE tenant_id = $1 AND created_at >= $2 AND created_at < $3 AND kind IN ({}) ORDER BY id LIMIT $4",
+                    placeholders.join(", ")
+                );
+                let mut q = sqlx::query(&sql).bind(tenant_id).bind(from).bind(to).bind(limit);
+                for k in kinds {
+                    q = q.bind(*k);
+                }
+                let rows = q.fetch_all(&self.pool).await.map_err(db_err)?;
+                rows.iter().map(Self::event_row).collect()
+            }
         }
     };
 }
