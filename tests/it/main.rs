@@ -7,6 +7,7 @@ mod bus;
 mod bad_input;
 mod cli;
 mod deploy;
+mod dialog;
 mod embed;
 mod generate;
 mod kb;

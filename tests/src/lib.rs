@@ -81,6 +81,8 @@ pub struct TestApp {
     pub bus: Arc<dyn aicc_core::Bus>,
     pub settings: Settings,
     pub kb: aicc_search::KnowledgeBase,
+    /// Where the server looks for its models (tests install fakes here).
+    pub models: Arc<aicc_api::models::ModelRegistry>,
 }
 
 /// A knowledge base on `store` with the embedding cache in memory.
@@ -95,6 +97,8 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Settings)) -> TestApp {
     let store = fresh_store(backend).await;
     let mut settings = Settings { bind: "127.0.0.1:0".into(), demo: false, ..Settings::default() };
+    // The transport tests count messages exactly; the dialog tests turn the bot on.
+    settings.dialog.bot = false;
     tweak(&mut settings);
     let hash = aicc_api::auth::hash_password(PASSWORD).unwrap();
     for (slug, users) in [
@@ -124,8 +128,9 @@ pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Settings))
         .await
         .expect("build app");
     let url = format!("http://127.0.0.1:{}", app.port());
+    let models = app.models();
     tokio::spawn(app.run_until_stopped());
-    TestApp { url, client: reqwest::Client::new(), store, bus, settings, kb }
+    TestApp { url, client: reqwest::Client::new(), store, bus, settings, kb, models }
 }
 
 impl TestApp {

@@ -42,6 +42,8 @@ pub struct AppState {
     pub models: Arc<models::ModelRegistry>,
     /// Each tenant's knowledge: import, versions, search.
     pub kb: Arc<dyn aicc_core::KnowledgeIndex>,
+    /// The bot's turns, agent assist and analytics.
+    pub dialog: Arc<aicc_dialog::Dialog>,
     /// Tenants read on every message, kept briefly (settings edits on another
     /// replica show up here within `TENANT_CACHE_TTL`).
     tenants: std::sync::Mutex<std::collections::HashMap<uuid::Uuid, (std::time::Instant, Arc<aicc_core::Tenant>)>>,
@@ -67,6 +69,15 @@ impl AppState {
             None => store.get_or_create_secret(JWT_SECRET_NAME, &random_hex(64)).await?,
         };
         let minute = Duration::from_secs(60);
+        let models: Arc<models::ModelRegistry> = Default::default();
+        let d = &settings.dialog;
+        let config = aicc_dialog::DialogConfig {
+            first_token_timeout: Duration::from_millis(d.first_token_timeout_ms),
+            answer_timeout: Duration::from_millis(d.answer_timeout_ms),
+            max_answer_tokens: d.max_answer_tokens,
+            ..Default::default()
+        };
+        let dialog = Arc::new(aicc_dialog::Dialog::new(store.clone(), bus.clone(), kb.clone(), models.clone(), config));
         Ok(Self {
             keys: Keys::new(secret.as_bytes()),
             login_by_account: RateLimiter::new(settings.auth.login_attempts_per_minute, minute),
@@ -74,8 +85,9 @@ impl AppState {
             widget_by_ip: RateLimiter::new(settings.auth.widget_conversations_per_minute, minute),
             metrics: middleware::prometheus_handle(),
             round_robin: routing::RoundRobin::default(),
-            models: Default::default(),
+            models,
             kb,
+            dialog,
             tenants: Default::default(),
             store,
             bus,

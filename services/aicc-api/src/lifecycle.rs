@@ -61,6 +61,11 @@ pub async fn close_idle(state: &AppState, now: DateTime<Utc>) -> Result<usize, S
             Ok(c) => {
                 closed += 1;
                 messaging::publish_status(state, &c).await;
+                if let Ok(tenant) = state.tenant(c.tenant_id).await {
+                    if let Err(e) = state.dialog.store_summary(&tenant, &c).await {
+                        tracing::warn!(error = %e, "could not store the conversation summary");
+                    }
+                }
             }
             Err(StoreError::Conflict { .. }) => {} // moved on meanwhile, or another replica closed it
             Err(e) => return Err(e),

@@ -1,6 +1,8 @@
 //! What REST and WebSocket share: posting a message and announcing changes on
 //! the bus. The Store is written first; the bus only signals what was stored.
 
+use std::sync::Arc;
+
 use aicc_core::{redact, Appended, Conversation, ConversationStatus, Message, NewMessage, Sender, Topic};
 use serde_json::json;
 use uuid::Uuid;
@@ -11,9 +13,10 @@ use crate::routes::load_conversation;
 use crate::AppState;
 
 /// Validates, redacts and stores a message from a customer or the assigned
-/// agent, then fans it out. Idempotent on `client_msg_id`.
+/// agent, then fans it out and sets off what follows (the bot's turn, agent
+/// assist). Idempotent on `client_msg_id`.
 pub async fn post_message(
-    state: &AppState,
+    state: &Arc<AppState>,
     who: &Principal,
     conversation_id: Uuid,
     client_msg_id: Uuid,
@@ -67,8 +70,64 @@ pub async fn post_message(
             // The queue shows each waiting conversation's latest words.
             publish_queue_changed(state, conv.tenant_id).await;
         }
+        match (sender, conv.status) {
+            (Sender::Customer, ConversationStatus::Bot) if state.settings.dialog.bot => {
+                spawn_turn(state.clone(), conv.id, appended.message.clone())
+            }
+            (_, ConversationStatus::Queued | ConversationStatus::Assigned) => spawn_assist(state.clone(), conv.id),
+            _ => {}
+        }
     }
     Ok(appended)
+}
+
+/// The bot answers `message` off the request path: the customer gets the
+/// `ack` at once, then `token` frames and the reply's `message`. A turn that
+/// decides to hand over queues the conversation.
+pub fn spawn_turn(state: Arc<AppState>, conversation_id: Uuid, message: Message) {
+    tokio::spawn(async move {
+        // The conversation as it is now: an agent may have taken it meanwhile.
+        let conv = match state.store.find_conversation(conversation_id).await {
+            Ok(Some(c)) if c.status == ConversationStatus::Bot => c,
+            Ok(_) => return,
+            Err(e) => return tracing::warn!(error = %e, "bot turn skipped: store unavailable"),
+        };
+        let tenant = match state.tenant(conv.tenant_id).await {
+            Ok(t) => t,
+            Err(e) => return tracing::warn!(error = %e.message, "bot turn skipped"),
+        };
+        match state.dialog.turn(&tenant, &conv, &message).await {
+            Ok(report) => {
+                if let Some(reason) = report.handoff {
+                    if let Err(e) = crate::routing::hand_off(&state, &conv, None, reason.as_str()).await {
+                        tracing::warn!(error = %e.message, "the bot's handoff failed");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, conversation = %conv.id, "bot turn failed"),
+        }
+    });
+}
+
+/// Recomputes the assist panel for the conversation's agents, off the request path.
+pub fn spawn_assist(state: Arc<AppState>, conversation_id: Uuid) {
+    tokio::spawn(async move {
+        let Ok(Some(conv)) = state.store.find_conversation(conversation_id).await else { return };
+        if let Ok(tenant) = state.tenant(conv.tenant_id).await {
+            state.dialog.publish_assist(&tenant, &conv).await;
+        }
+    });
+}
+
+/// Keeps the summary of a conversation that just closed.
+pub fn spawn_summary(state: Arc<AppState>, conv: Conversation) {
+    tokio::spawn(async move {
+        if let Ok(tenant) = state.tenant(conv.tenant_id).await {
+            if let Err(e) = state.dialog.store_summary(&tenant, &conv).await {
+                tracing::warn!(error = %e, "could not store the conversation summary");
+            }
+        }
+    });
 }
 
 /// Trims and checks a message text: not blank, not over the limit, no control

@@ -71,6 +71,18 @@ impl ModelRegistry {
     }
 }
 
+impl aicc_dialog::Models for ModelRegistry {
+    fn embedder(&self) -> Option<Arc<dyn Embedder>> {
+        ModelRegistry::embedder(self)
+    }
+    fn generator(&self) -> Option<Arc<dyn Generator>> {
+        ModelRegistry::generator(self)
+    }
+    fn intents(&self, tenant_id: Uuid) -> Option<Arc<dyn IntentClassifier>> {
+        ModelRegistry::intents(self, tenant_id)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,7 +3,7 @@
 //! while waiting (queue position, no agent online, out of hours).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use aicc_core::settings::AssignmentMode;
 use aicc_core::{Conversation, ConversationStatus, NewMessage, Role, Sender, StoreError, Transition};
@@ -92,6 +92,36 @@ pub async fn assign_queued(state: &AppState, tenant_id: Uuid) -> ApiResult<()> {
         }
     }
     Ok(())
+}
+
+/// Queues a bot conversation for a human (`bot → queued`): the customer's
+/// request, or the bot's decision (`actor` None, `reason` e.g. `frustration`).
+/// Tells the customer about the wait, tries automatic assignment and sends
+/// the agents the assist panel.
+pub async fn hand_off(state: &Arc<AppState>, conv: &Conversation, actor: Option<Uuid>, reason: &str) -> ApiResult<Conversation> {
+    let queued = state
+        .store
+        .transition(Transition {
+            tenant_id: conv.tenant_id,
+            conversation_id: conv.id,
+            from: vec![ConversationStatus::Bot],
+            to: ConversationStatus::Queued,
+            agent_id: None,
+            team: conv.team.clone(),
+            actor,
+            kind: "conversation.queued".into(),
+            data: serde_json::json!({ "reason": reason }),
+        })
+        .await?;
+    messaging::publish_status(state, &queued).await;
+    if let Err(e) = announce_wait(state, &queued).await {
+        tracing::warn!(error = %e.message, "could not tell the customer about the wait");
+    }
+    if let Err(e) = assign_queued(state, queued.tenant_id).await {
+        tracing::warn!(error = %e.message, "automatic assignment failed");
+    }
+    messaging::spawn_assist(state.clone(), queued.id);
+    Ok(state.store.conversation(queued.tenant_id, queued.id).await?.unwrap_or(queued))
 }
 
 /// After a handoff: tells the customer, in their language, whether and when

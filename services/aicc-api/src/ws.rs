@@ -187,8 +187,11 @@ impl Connection {
     }
 
     async fn finish(&mut self) {
-        if matches!(self.who, Principal::Staff { .. }) {
-            self.set_presence(false).await;
+        match self.who {
+            Principal::Staff { .. } => self.set_presence(false).await,
+            // Nobody is reading the streamed answer: stop generating it (the
+            // turn still stores a reply from the knowledge base).
+            Principal::Customer { conversation_id, .. } => self.state.dialog.cancel(conversation_id),
         }
     }
 
@@ -439,6 +442,9 @@ impl Connection {
                 }
                 _ => self.replay(id).await, // a gap: the Store has what we missed
             };
+        }
+        if frame["type"] == "assist" && matches!(self.who, Principal::Customer { .. }) {
+            return Ok(()); // for agents only
         }
         if let Some(obj) = frame.as_object_mut() {
             obj.remove("_from");

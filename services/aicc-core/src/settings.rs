@@ -29,6 +29,7 @@ pub struct Settings {
     /// intents and no dense retrieval).
     pub embedder: String,
     pub generator: GeneratorSettings,
+    pub dialog: DialogSettings,
     /// A `tracing` filter, e.g. `info,aicc_api=debug`.
     pub log: String,
     pub auth: AuthSettings,
@@ -88,6 +89,27 @@ impl Default for GeneratorSettings {
     }
 }
 
+/// The bot's turn (aicc-dialog), for every tenant of this process.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DialogSettings {
+    /// Off: customer messages are stored and fanned out, and nothing answers
+    /// them until an agent does (for running the transport alone).
+    pub bot: bool,
+    /// A generated answer whose first token takes longer falls back to the FAQ answer or an apology.
+    pub first_token_timeout_ms: u64,
+    /// The whole generated answer, likewise.
+    pub answer_timeout_ms: u64,
+    /// Longest generated answer, in tokens.
+    pub max_answer_tokens: u32,
+}
+
+impl Default for DialogSettings {
+    fn default() -> Self {
+        Self { bot: true, first_token_timeout_ms: 15_000, answer_timeout_ms: 40_000, max_answer_tokens: 160 }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthSettings {
@@ -125,6 +147,7 @@ impl Default for Settings {
             demo: true,
             embedder: "multilingual-e5-small".into(),
             generator: GeneratorSettings::default(),
+            dialog: DialogSettings::default(),
             log: "info".into(),
             auth: AuthSettings::default(),
             limits: Limits::default(),
@@ -192,6 +215,10 @@ impl Settings {
         "AICC_GENERATOR_URL",
         "AICC_GENERATOR_REMOTE_MODEL",
         "AICC_GENERATOR_API_KEY",
+        "AICC_BOT",
+        "AICC_DIALOG_FIRST_TOKEN_TIMEOUT_MS",
+        "AICC_DIALOG_ANSWER_TIMEOUT_MS",
+        "AICC_DIALOG_MAX_ANSWER_TOKENS",
         "AICC_LOG",
         "AICC_JWT_SECRET",
         "AICC_LOGIN_ATTEMPTS_PER_MINUTE",
@@ -207,6 +234,13 @@ impl Settings {
         fn num<T: std::str::FromStr>(var: &str, v: &str) -> Result<T, SettingsError> {
             v.trim().parse().map_err(|_| SettingsError::Env { var: var.into(), message: format!("`{v}` is not a number") })
         }
+        fn flag(var: &str, v: &str) -> Result<bool, SettingsError> {
+            match v.trim() {
+                "1" | "true" | "yes" | "on" => Ok(true),
+                "0" | "false" | "no" | "off" => Ok(false),
+                other => Err(SettingsError::Env { var: var.into(), message: format!("`{other}` is not 0 or 1") }),
+            }
+        }
         let opt = |v: &str| (!v.is_empty()).then(|| v.to_string());
         match var {
             "AICC_BIND" => self.bind = value.into(),
@@ -214,15 +248,11 @@ impl Settings {
             "AICC_MODEL_DIR" => self.model_dir = value.into(),
             "DATABASE_URL" => self.database_url = opt(value),
             "REDIS_URL" => self.redis_url = opt(value),
-            "AICC_DEMO" => {
-                self.demo = match value.trim() {
-                    "1" | "true" | "yes" | "on" => true,
-                    "0" | "false" | "no" | "off" => false,
-                    other => {
-                        return Err(SettingsError::Env { var: var.into(), message: format!("`{other}` is not 0 or 1") })
-                    }
-                }
-            }
+            "AICC_DEMO" => self.demo = flag(var, value)?,
+            "AICC_BOT" => self.dialog.bot = flag(var, value)?,
+            "AICC_DIALOG_FIRST_TOKEN_TIMEOUT_MS" => self.dialog.first_token_timeout_ms = num(var, value)?,
+            "AICC_DIALOG_ANSWER_TIMEOUT_MS" => self.dialog.answer_timeout_ms = num(var, value)?,
+            "AICC_DIALOG_MAX_ANSWER_TOKENS" => self.dialog.max_answer_tokens = num(var, value)?,
             "AICC_EMBEDDER" => self.embedder = value.trim().into(),
             "AICC_GENERATOR" => {
                 self.generator.backend = match value.trim() {

@@ -74,6 +74,8 @@ pub struct Analytics {
     pub csat_avg: Option<f64>,
     pub csat_count: u64,
     pub bot_turns: u64,
+    /// Bot conversations closed for idling past the tenant's timeout.
+    pub idle_closed: u64,
     /// Turns per path: direct, rag, clarify, small_talk, handoff, dont_know.
     pub paths: BTreeMap<String, u64>,
     pub handoff_reasons: Vec<Count>,
@@ -144,7 +146,7 @@ pub async fn compute(
     let convs = store.conversations_created(tenant_id, from, to, MAX_CONVERSATIONS).await?;
     // A conversation of the range may be handed over or rated after `to`.
     let later = Utc::now().max(to) + Duration::seconds(1);
-    let kinds = [TURN_EVENT, "conversation.queued", "message.feedback"];
+    let kinds = [TURN_EVENT, "conversation.queued", "message.feedback", "conversation.idle_closed"];
     let events = store.events_between(tenant_id, &kinds, from, later, MAX_EVENTS).await?;
     let ids: HashSet<Uuid> = convs.iter().map(|c| c.id).collect();
     let of_range = |e: &&Event| e.conversation_id.is_some_and(|c| ids.contains(&c));
@@ -214,6 +216,7 @@ pub async fn compute(
         csat_count: csat.len() as u64,
         csat_avg: mean(csat.into_iter()),
         bot_turns: turns.len() as u64,
+        idle_closed: events.iter().filter(in_window).filter(|e| e.kind == "conversation.idle_closed").count() as u64,
         paths,
         handoff_reasons: top(reasons, 20),
         top_intents: top(intents, 10),

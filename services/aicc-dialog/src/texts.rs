@@ -12,8 +12,7 @@ static DEFAULTS: LazyLock<TenantSettings> = LazyLock::new(TenantSettings::defaul
 
 /// `key` in `lang` (`greeting`, `fallback`, `handoff`, `clarify`, `agent`, `unavailable`, …).
 pub fn text(settings: &TenantSettings, key: &str, lang: Lang) -> String {
-    let pick = |s: &TenantSettings| s.texts.get(key).and_then(|l| l.get(lang.as_str()).or_else(|| l.get("en"))).cloned();
-    pick(settings).or_else(|| pick(&DEFAULTS)).unwrap_or_default()
+    settings.text(key, lang.as_str()).or_else(|| DEFAULTS.text(key, lang.as_str())).unwrap_or_default().to_string()
 }
 
 /// Whether `text` is the "talk to an agent" quick reply in either language.

@@ -93,6 +93,17 @@ impl Dialog {
                 (query, hits, follow_up) = (rewritten, alt, true);
             }
         }
+        // An article that reads as instructions to a model (a tampered
+        // import) is neither shown nor given to the generator.
+        let rejected: Vec<String> = hits
+            .iter()
+            .filter(|h| understand::looks_like_injection(&h.answer) || understand::looks_like_injection(&h.question))
+            .map(|h| h.article_id.clone())
+            .collect();
+        if !rejected.is_empty() {
+            tracing::warn!(articles = ?rejected, "knowledge articles that read as model instructions were left out");
+            hits.retain(|h| !rejected.contains(&h.article_id));
+        }
         let retrieve_ms = ms(t1);
         let injection = understand::looks_like_injection(&text);
         let frustration = understand::frustration(&text);
@@ -184,6 +195,7 @@ impl Dialog {
             "hits": hits.iter().map(|h| json!({ "article_id": h.article_id, "score": h.score, "language": h.language })).collect::<Vec<_>>(),
             "citations": reply.citations.iter().map(|c| &c.article_id).collect::<Vec<_>>(),
             "injection": injection,
+            "rejected_articles": rejected,
             "frustration": frustration,
             "failures_before": failures,
             "handoff": handoff.map(HandoffReason::as_str),

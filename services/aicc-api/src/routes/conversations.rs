@@ -111,7 +111,7 @@ pub async fn post_message(
     body: ApiJson<PostMessage>,
 ) -> ApiResult<HttpResponse> {
     let PostMessage { client_msg_id, text } = body.0;
-    let appended = messaging::post_message(&state, &who, *id, client_msg_id, &text).await?;
+    let appended = messaging::post_message(&state.clone().into_inner(), &who, *id, client_msg_id, &text).await?;
     let body = MessageBody { message: appended.message };
     Ok(if appended.created { HttpResponse::Created().json(body) } else { HttpResponse::Ok().json(body) })
 }
@@ -214,13 +214,7 @@ pub async fn handoff(
     if reason.chars().count() > 500 {
         return Err(ApiError::validation("invalid_field", "reason is longer than 500 characters"));
     }
-    let queued = change(&state, &who, &conv, &[Bot], Queued, None, conv.team.clone(), serde_json::json!({ "reason": reason })).await?;
-    if let Err(e) = routing::announce_wait(&state, &queued).await {
-        tracing::warn!(error = %e, "could not tell the customer about the wait");
-    }
-    reassign(&state, queued.tenant_id).await;
-    let latest = state.store.conversation(queued.tenant_id, queued.id).await?.unwrap_or(queued);
-    ok(latest)
+    ok(routing::hand_off(&state.clone().into_inner(), &conv, who.user_id(), &reason).await?)
 }
 
 /// An agent takes a queued conversation: `queued → assigned`. Of two agents
@@ -307,6 +301,7 @@ pub async fn close(state: web::Data<AppState>, who: Principal, id: web::Path<Uui
     if conv.status == Assigned {
         reassign(&state, closed.tenant_id).await;
     }
+    messaging::spawn_summary(state.clone().into_inner(), closed.clone());
     ok(closed)
 }
 
@@ -380,13 +375,17 @@ pub async fn csat(
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// Agent assist. Not implemented until the dialog engine lands: 501 `not_implemented`.
+/// Agent assist: the latest customer message's intent, the top knowledge
+/// hits, a drafted reply grounded in them and a running summary.
 #[utoipa::path(tag = "handoff", security(("bearer" = [])), responses(
-    (status = 501, description = "`not_implemented`: arrives with the dialog engine", body = crate::error::ErrorBody),
+    (status = 200, body = aicc_dialog::assist::Assist),
+    (status = 403, description = "`forbidden` for customers, `wrong_tenant`", body = crate::error::ErrorBody),
 ))]
 #[get("/v1/conversations/{id}/assist")]
 pub async fn assist(state: web::Data<AppState>, who: Principal, _staff: Staff, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
-    load_conversation(&state, &who, *id).await?;
-    Err(ApiError::not_implemented("agent assist"))
+    let conv = load_conversation(&state, &who, *id).await?;
+    let tenant = state.tenant(conv.tenant_id).await?;
+    let assist = state.dialog.assist(&tenant, &conv).await.map_err(|aicc_dialog::DialogError::Store(e)| ApiError::from(e))?;
+    Ok(HttpResponse::Ok().json(assist))
 }
 

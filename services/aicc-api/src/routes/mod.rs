@@ -9,6 +9,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::AppState;
 
 pub mod admin;
+pub mod analytics;
 pub mod auth;
 pub mod canned;
 pub mod conversations;
@@ -43,6 +44,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(admin::update_user)
         .service(admin::delete_user)
         .service(admin::identity_secret)
+        .service(analytics::analytics)
         .service(kb::import)
         .service(kb::versions)
         .service(kb::publish)

@@ -4,11 +4,11 @@ use actix_web::{get, HttpResponse};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, auth, canned, conversations, health, kb, widget};
+use super::{admin, analytics, auth, canned, conversations, health, kb, widget};
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "AICC API", description = "AI contact-center platform. Errors are `{\"error\": {\"code\", \"message\", \"details\"?}}`. `GET /v1/conversations/{id}/assist` answers 501 `not_implemented` until the dialog engine lands."),
+    info(title = "AICC API", description = "AI contact-center platform. Errors are `{\"error\": {\"code\", \"message\", \"details\"?}}`."),
     paths(
         health::healthz, health::readyz, health::metrics,
         auth::login,
@@ -17,7 +17,7 @@ use super::{admin, auth, canned, conversations, health, kb, widget};
         conversations::handoff, conversations::claim, conversations::release, conversations::transfer,
         conversations::close, conversations::feedback, conversations::csat, conversations::assist,
         admin::get_settings, admin::put_settings, admin::list_users, admin::create_user, admin::update_user,
-        admin::delete_user, admin::identity_secret,
+        admin::delete_user, admin::identity_secret, analytics::analytics,
         canned::list, canned::create, canned::update, canned::remove,
         kb::import, kb::versions, kb::publish, kb::get_article, kb::put_article, kb::delete_article, kb::search,
     ),
