@@ -11,7 +11,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 
 /// `AICC_BIN` (set by scripts/test), else `aicc` next to this test binary's deps dir.
-fn aicc_bin() -> PathBuf {
+pub fn aicc_bin() -> PathBuf {
     if let Ok(p) = std::env::var("AICC_BIN") {
         return p.into();
     }

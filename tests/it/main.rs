@@ -14,6 +14,7 @@ mod kb;
 mod models;
 mod replicas;
 mod routing;
+mod scenarios;
 mod store;
 mod ws;
 

@@ -412,7 +412,7 @@ impl Default for TenantSettings {
 
 impl Default for DialogThresholds {
     fn default() -> Self {
-        Self { direct: 0.80, rag: 0.45, intent_min: 0.50, clarify_margin: 0.05, max_failures: 2 }
+        Self { direct: 0.75, rag: 0.40, intent_min: 0.50, clarify_margin: 0.05, max_failures: 2 }
     }
 }
 

@@ -136,6 +136,21 @@ pub fn decide(f: &Facts, t: &DialogThresholds) -> Decision {
     Decision::DontKnow
 }
 
+/// Two independent signals agreeing: the tenant's fine-tuned intent model
+/// names intent X with `confidence`, and retrieval found X's article with
+/// score `s`. Each such hit's confidence becomes the noisy-OR
+/// `1 − (1 − s)(1 − confidence)`; the hits are re-ranked. (`scores.hybrid`
+/// keeps the retrieval score.) Measured on the demo: paraphrases retrieve
+/// their article at 0.3–0.5 while the intent model is 0.65–0.95 sure.
+pub fn agree(hits: &mut [KbHit], intent: &str, confidence: f32) {
+    for h in hits.iter_mut() {
+        if h.intent.as_deref() == Some(intent) {
+            h.score = 1.0 - (1.0 - h.score) * (1.0 - confidence.clamp(0.0, 1.0));
+        }
+    }
+    hits.sort_by(|a, b| b.score.total_cmp(&a.score));
+}
+
 /// Hits within `clarify_margin` of the best, of different intents (an intent
 /// answered in two languages is one candidate): more than one means the
 /// customer should choose.
@@ -182,7 +197,7 @@ mod tests {
     }
 
     fn t() -> DialogThresholds {
-        DialogThresholds::default() // direct 0.80, rag 0.45, intent_min 0.5, margin 0.05, max_failures 2
+        DialogThresholds::default() // direct 0.75, rag 0.40, intent_min 0.5, margin 0.05, max_failures 2
     }
 
     #[test]
@@ -229,6 +244,16 @@ mod tests {
         let korean = [korean];
         assert_eq!(decide(&facts(&korean), &t()), Decision::Rag(vec![0]), "a Korean passage for an English question is translated");
         assert_eq!(decide(&Facts { generator: false, ..facts(&korean) }, &t()), Decision::DontKnow);
+    }
+
+    #[test]
+    fn intent_and_retrieval_agreeing_raise_confidence() {
+        let mut hits = [hit("a", "exchange_rate", 0.40), hit("b", "card_swallowed", 0.35)];
+        agree(&mut hits, "card_swallowed", 0.7);
+        assert_eq!(hits[0].article_id, "b", "re-ranked");
+        assert!((hits[0].score - 0.805).abs() < 1e-4);
+        assert_eq!(hits[0].scores.hybrid, 0.35, "the retrieval score is kept");
+        assert_eq!(hits[1].score, 0.40);
     }
 
     #[test]

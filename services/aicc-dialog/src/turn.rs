@@ -67,30 +67,29 @@ impl Dialog {
 
         // Understand.
         let t0 = Instant::now();
-        let prediction = match self.models.intents(tenant.id) {
-            Some(c) => match tokio::time::timeout(self.config.model_timeout, c.classify(&text)).await {
-                Ok(Ok(p)) => Some(p),
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "intent classification failed");
-                    None
-                }
-                Err(_) => {
-                    tracing::warn!("intent classification timed out");
-                    None
-                }
-            },
-            None => None,
-        };
+        let prediction = self.classify(tenant.id, &text).await;
         let understand_ms = ms(t0);
         let t1 = Instant::now();
         let mut query = text.clone();
         let mut hits = self.search(tenant.id, &query).await;
         let mut follow_up = false;
+        let mut prediction = prediction;
         if let Some(prev) = previous_query.filter(|_| understand::looks_like_follow_up(&text, lang)) {
             let rewritten = understand::rewrite_follow_up(prev, &text);
             let alt = self.search(tenant.id, &rewritten).await;
             if top(&alt) >= top(&hits) {
+                // A fragment ("what about abroad?") says little on its own:
+                // the intent of the whole question is the better guess.
+                let whole = self.classify(tenant.id, &rewritten).await;
+                if whole.as_ref().map(|p| p.confidence) > prediction.as_ref().map(|p| p.confidence) {
+                    prediction = whole;
+                }
                 (query, hits, follow_up) = (rewritten, alt, true);
+            }
+        }
+        if let Some((intent, confidence)) = prediction.as_ref().and_then(|p| p.intent.as_deref().map(|i| (i, p.confidence))) {
+            if confidence >= settings.dialog.intent_min {
+                policy::agree(&mut hits, intent, confidence);
             }
         }
         // An article that reads as instructions to a model (a tampered
@@ -177,9 +176,6 @@ impl Dialog {
             })
             .await?;
         let reply = appended.message;
-        if appended.created {
-            self.publish(conv.id, json!({ "type": "message", "conversation_id": conv.id, "message": reply })).await;
-        }
         let mut data = json!({
             "reply_to": message.id,
             "message_id": reply.id,
@@ -192,7 +188,7 @@ impl Dialog {
             "intent": facts.intent.map(|(i, _)| i),
             "confidence": prediction.as_ref().map(|p| p.confidence),
             "out_of_scope": facts.out_of_scope,
-            "hits": hits.iter().map(|h| json!({ "article_id": h.article_id, "score": h.score, "language": h.language })).collect::<Vec<_>>(),
+            "hits": hits.iter().map(|h| json!({ "article_id": h.article_id, "score": h.score, "retrieval": h.scores.hybrid, "language": h.language })).collect::<Vec<_>>(),
             "citations": reply.citations.iter().map(|c| &c.article_id).collect::<Vec<_>>(),
             "injection": injection,
             "rejected_articles": rejected,
@@ -210,8 +206,27 @@ impl Dialog {
         if let Err(e) = self.store.record_event(event).await {
             tracing::warn!(error = %e, "could not record the turn");
         }
+        // Published after the record, so whoever sees the reply can read why.
+        if appended.created {
+            self.publish(conv.id, json!({ "type": "message", "conversation_id": conv.id, "message": reply })).await;
+        }
         tracing::info!(conversation = %conv.id, path, intent = ?facts.intent.map(|(i, _)| i), total_ms = ms(started), "bot turn");
         Ok(TurnReport { reply: Some(reply), path, handoff })
+    }
+
+    async fn classify(&self, tenant_id: Uuid, text: &str) -> Option<aicc_core::IntentPrediction> {
+        let c = self.models.intents(tenant_id)?;
+        match tokio::time::timeout(self.config.model_timeout, c.classify(text)).await {
+            Ok(Ok(p)) => Some(p),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "intent classification failed");
+                None
+            }
+            Err(_) => {
+                tracing::warn!("intent classification timed out");
+                None
+            }
+        }
     }
 
     pub(crate) async fn search(&self, tenant_id: Uuid, text: &str) -> Vec<KbHit> {

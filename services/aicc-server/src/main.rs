@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod bootstrap;
+mod dialog_cli;
 mod generate_cli;
 mod intent_cli;
 mod kb_cli;
@@ -88,6 +89,9 @@ enum EvalCommand {
     /// Intent accuracy, macro-F1 and (with `oos` test rows) in-scope accuracy and oos recall.
     Intent(intent_cli::EvalArgs),
     Retrieval(kb_cli::EvalArgs),
+    /// The scripted demo conversations (tests/scenarios) through a real
+    /// server and the real models; pass rate per category.
+    Scenarios(dialog_cli::ScenarioArgs),
 }
 
 #[derive(Subcommand)]
@@ -111,6 +115,8 @@ enum BenchCommand {
     /// Prefill and decode speed of the local generator (docs/benchmarks.md;
     /// scripts/bench-llm-peer runs llama.cpp beside it).
     Generate(generate_cli::BenchArgs),
+    /// Bot turns over the WebSocket: fast-path latency and RAG time to first token.
+    Dialog(dialog_cli::BenchArgs),
 }
 
 #[derive(Subcommand)]
@@ -209,6 +215,16 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", kb_cli::train_adapter(args, &settings).await?);
             Ok(())
         }
+        Command::Eval { command: EvalCommand::Scenarios(args) } => {
+            init_tracing(&std::env::var("AICC_LOG").unwrap_or_else(|_| "warn".into()));
+            println!("{}", dialog_cli::scenarios(args, settings).await?);
+            Ok(())
+        }
+        Command::Bench { command: BenchCommand::Dialog(args) } => {
+            init_tracing(&std::env::var("AICC_LOG").unwrap_or_else(|_| "warn".into()));
+            println!("{}", dialog_cli::bench(args, settings).await?);
+            Ok(())
+        }
         Command::Eval { command: EvalCommand::Retrieval(args) } => {
             init_tracing("warn");
             println!("{}", kb_cli::eval(args, &settings).await?);
@@ -297,7 +313,19 @@ fn read_password_line() -> anyhow::Result<Option<String>> {
     Ok((!pw.is_empty()).then_some(pw))
 }
 
-async fn serve(settings: Settings) -> anyhow::Result<()> {
+/// A platform started in this process: what `serve` runs, and what the
+/// scenario suite and the dialog benchmark drive.
+pub(crate) struct Started {
+    pub app: aicc_api::Application,
+    pub store: Arc<dyn aicc_core::Store>,
+    pub demo: Option<bootstrap::Demo>,
+    pub demo_id: Option<uuid::Uuid>,
+    pub url: String,
+    backend: &'static str,
+    bus_backend: &'static str,
+}
+
+pub(crate) async fn start(settings: &Settings) -> anyhow::Result<Started> {
     tracing::info!(config = %settings.redacted(), "effective configuration");
     // Every WebSocket is a file descriptor.
     let nofile = bench::raise_nofile_limit();
@@ -318,12 +346,17 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         bootstrap::demo_knowledge(&store, &kb).await?;
     }
     let app = aicc_api::Application::build(settings.clone(), store.clone(), bus, Arc::new(kb.clone())).await?;
-    models::spawn(&settings, store, app.models(), demo_id, kb);
+    models::spawn(settings, store.clone(), app.models(), demo_id, kb);
     let host = settings.bind.rsplit_once(':').map(|(h, _)| h).unwrap_or("127.0.0.1");
     let url = format!("http://{host}:{}", app.port());
-    banner(&url, backend, bus_backend, &settings.data_dir, demo.as_ref());
+    Ok(Started { app, store, demo, demo_id, url, backend, bus_backend })
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let started = start(&settings).await?;
+    banner(&started.url, started.backend, started.bus_backend, &settings.data_dir, started.demo.as_ref());
     tokio::select! {
-        r = app.run_until_stopped() => r.context("server failed")?,
+        r = started.app.run_until_stopped() => r.context("server failed")?,
         _ = tokio::signal::ctrl_c() => tracing::info!("shutting down"),
     }
     Ok(())
