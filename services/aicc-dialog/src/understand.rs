@@ -70,7 +70,7 @@ static INJECTION: LazyLock<Regex> = LazyLock::new(|| {
         r"|\bsystem prompt\b|\byou are now\b|\bdeveloper mode\b|\bjailbreak\b|\bpretend (?:to be|you are)\b|\bact as (?:an?|the) (?:unrestricted|different|new)\b",
         r"|<\|im_(?:start|end)\|>|<\|(?:system|user|assistant|endoftext)\|>|^\s*(?:system|assistant)\s*:|###\s*(?:instruction|system)",
         r"|(?:이전|앞의|위의|모든|기존)\s*(?:지시|명령|지침|규칙|설정)\w*\s*(?:을|를|은|는)?\s*(?:무시|잊)",
-        r"|(?:지시|명령|지침|규칙)\w*\s*(?:을|를)?\s*무시|시스템\s*프롬프트|프롬프트\w*\s*(?:을|를)?\s*(?:보여|알려|출력|공개)|너는 이제|역할을 바꿔|탈옥",
+        r"|(?:지시|명령|지침|규칙)\w*\s*(?:을|를)?\s*무시|시스템\s*프롬프트|프롬프트\w*\s*(?:을|를)?\s*(?:보여|알려|출력|공개)|너는 이제|역할을 바꿔",
     ))
 });
 
@@ -131,7 +131,15 @@ mod tests {
         ] {
             assert!(looks_like_injection(t), "{t}");
         }
-        for t in ["I lost my card", "카드 비밀번호를 잊어버렸어요", "Can I ignore the letter about my card?", "What are the fees for a transfer?"] {
+        for t in [
+            "I lost my card",
+            "카드 비밀번호를 잊어버렸어요",
+            "Can I ignore the letter about my card?",
+            "What are the fees for a transfer?",
+            // A demo FAQ answer: a jailbroken phone is not an attack on the model.
+            "보안을 위해 루팅·탈옥된 기기에서는 이용하실 수 없습니다",
+            "Rooted or jailbroken phones cannot use the app",
+        ] {
             assert!(!looks_like_injection(t), "{t}");
         }
     }
