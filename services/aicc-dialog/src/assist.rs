@@ -136,12 +136,18 @@ pub fn summarize(conv: &Conversation, messages: &[Message], events: &[Event]) ->
 }
 
 impl Dialog {
-    /// The assist panel for `conv` as it is now.
-    pub async fn assist(&self, tenant: &Tenant, conv: &Conversation) -> Result<Assist, DialogError> {
+    /// The recent transcript and its summary, from the Store.
+    async fn transcript_summary(&self, tenant: &Tenant, conv: &Conversation) -> Result<(Vec<Message>, Summary), DialogError> {
         let messages = self.store.list_messages(conv.id, (conv.last_seq - TRANSCRIPT).max(0), TRANSCRIPT).await?;
         let mut events = self.store.list_events(tenant.id, Some(conv.id), 200).await?;
-        events.reverse();
+        events.reverse(); // oldest first
         let summary = summarize(conv, &messages, &events);
+        Ok((messages, summary))
+    }
+
+    /// The assist panel for `conv` as it is now.
+    pub async fn assist(&self, tenant: &Tenant, conv: &Conversation) -> Result<Assist, DialogError> {
+        let (messages, summary) = self.transcript_summary(tenant, conv).await?;
         let last = messages.iter().rev().find(|m| m.sender == Sender::Customer && substantive(&m.text)).or_else(|| messages.iter().rev().find(|m| m.sender == Sender::Customer));
         let Some(last) = last else {
             return Ok(Assist { intent: None, kb_hits: vec![], suggested_reply: None, summary });
@@ -176,10 +182,7 @@ impl Dialog {
 
     /// Keeps the summary of a closed conversation (event `conversation.summary`).
     pub async fn store_summary(&self, tenant: &Tenant, conv: &Conversation) -> Result<Summary, DialogError> {
-        let messages = self.store.list_messages(conv.id, (conv.last_seq - TRANSCRIPT).max(0), TRANSCRIPT).await?;
-        let mut events = self.store.list_events(tenant.id, Some(conv.id), 200).await?;
-        events.reverse();
-        let summary = summarize(conv, &messages, &events);
+        let (_, summary) = self.transcript_summary(tenant, conv).await?;
         let data = serde_json::to_value(&summary).unwrap_or_default();
         self.store.record_event(NewEvent { tenant_id: tenant.id, conversation_id: Some(conv.id), actor: None, kind: SUMMARY_EVENT.into(), data }).await?;
         Ok(summary)

@@ -203,7 +203,7 @@ mod tests {
     #[test]
     fn the_table() {
         let strong = [hit("a", "card_arrival", 0.93), hit("b", "card_arrival", 0.90), hit("c", "exchange_rate", 0.70)];
-        let mid = [hit("a", "card_arrival", 0.62), hit("c", "exchange_rate", 0.40)];
+        let mid = [hit("a", "card_arrival", 0.62), hit("c", "exchange_rate", 0.30)];
         let close = [hit("a", "card_arrival", 0.70), hit("b", "card_delivery_estimate", 0.68), hit("c", "exchange_rate", 0.30)];
         let weak = [hit("a", "card_arrival", 0.20)];
 
