@@ -47,7 +47,7 @@ async fn readyz(url: &str) -> (u16, serde_json::Value) {
 }
 
 /// `/readyz` once every model is loaded; panics after `secs`.
-async fn wait_ready(url: &str, secs: u64) -> serde_json::Value {
+pub async fn wait_ready(url: &str, secs: u64) -> serde_json::Value {
     let deadline = std::time::Instant::now() + Duration::from_secs(secs);
     loop {
         let (status, body) = readyz(url).await;
@@ -135,6 +135,19 @@ impl Running {
             }
         }
         panic!("no demo credentials in the banner");
+    }
+
+    /// Waits for a log line containing `needle`.
+    pub async fn wait_for_log(&mut self, needle: &str, secs: u64) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            match tokio::time::timeout_at(deadline, self.stderr.recv()).await {
+                Ok(Some(line)) if line.contains(needle) => return,
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("aicc serve exited before logging {needle:?}"),
+                Err(_) => panic!("no {needle:?} in the log within {secs} s"),
+            }
+        }
     }
 }
 

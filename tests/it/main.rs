@@ -1,8 +1,10 @@
 //! The one integration-test binary: the Store suite on both backends, the API
-//! on both backends, auth, bad input, the command line and the deploy files.
+//! on both backends, auth, bad input, the command line, the deploy files and the
+//! web pages in a real browser.
 
 mod api;
 mod auth;
+mod browser;
 mod bus;
 mod bad_input;
 mod cli;

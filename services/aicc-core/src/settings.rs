@@ -30,6 +30,9 @@ pub struct Settings {
     pub embedder: String,
     pub generator: GeneratorSettings,
     pub dialog: DialogSettings,
+    /// Serve the web pages (widget, dashboards) from this folder instead of
+    /// the copy built into the binary: edits show on reload (development).
+    pub web_dir: Option<PathBuf>,
     /// A `tracing` filter, e.g. `info,aicc_api=debug`.
     pub log: String,
     pub auth: AuthSettings,
@@ -148,6 +151,7 @@ impl Default for Settings {
             embedder: "multilingual-e5-small".into(),
             generator: GeneratorSettings::default(),
             dialog: DialogSettings::default(),
+            web_dir: None,
             log: "info".into(),
             auth: AuthSettings::default(),
             limits: Limits::default(),
@@ -219,6 +223,7 @@ impl Settings {
         "AICC_DIALOG_FIRST_TOKEN_TIMEOUT_MS",
         "AICC_DIALOG_ANSWER_TIMEOUT_MS",
         "AICC_DIALOG_MAX_ANSWER_TOKENS",
+        "AICC_WEB_DIR",
         "AICC_LOG",
         "AICC_JWT_SECRET",
         "AICC_LOGIN_ATTEMPTS_PER_MINUTE",
@@ -249,6 +254,7 @@ impl Settings {
             "DATABASE_URL" => self.database_url = opt(value),
             "REDIS_URL" => self.redis_url = opt(value),
             "AICC_DEMO" => self.demo = flag(var, value)?,
+            "AICC_WEB_DIR" => self.web_dir = opt(value).map(PathBuf::from),
             "AICC_BOT" => self.dialog.bot = flag(var, value)?,
             "AICC_DIALOG_FIRST_TOKEN_TIMEOUT_MS" => self.dialog.first_token_timeout_ms = num(var, value)?,
             "AICC_DIALOG_ANSWER_TIMEOUT_MS" => self.dialog.answer_timeout_ms = num(var, value)?,

@@ -16,6 +16,7 @@ pub mod conversations;
 pub mod health;
 pub mod kb;
 pub mod openapi;
+pub mod pages;
 pub mod widget;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -57,6 +58,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(canned::update)
         .service(canned::remove)
         .service(crate::ws::websocket)
+        .configure(pages::configure)
         .default_service(web::to(not_found));
 }
 
