@@ -66,12 +66,12 @@ impl Dialog {
         let first_reply = !history.iter().any(|m| m.seq < message.seq && matches!(m.sender, Sender::Bot | Sender::Agent));
 
         // Understand.
-        let t0 = Instant::now();
-        let prediction = self.classify(tenant.id, &text).await;
-        let understand_ms = ms(t0);
-        let t1 = Instant::now();
+        // Classified and searched at once: both embed the message, and the
+        // embedder answers the second from its recent queries.
         let mut query = text.clone();
-        let mut hits = self.search(tenant.id, &query).await;
+        let ((prediction, understand_ms), (mut hits, search_ms)) =
+            tokio::join!(timed(self.classify(tenant.id, &text)), timed(self.search(tenant.id, &query)));
+        let t1 = Instant::now();
         let mut follow_up = false;
         let mut prediction = prediction;
         if let Some(prev) = previous_query.filter(|_| understand::looks_like_follow_up(&text, lang)) {
@@ -103,7 +103,7 @@ impl Dialog {
             tracing::warn!(articles = ?rejected, "knowledge articles that read as model instructions were left out");
             hits.retain(|h| !rejected.contains(&h.article_id));
         }
-        let retrieve_ms = ms(t1);
+        let retrieve_ms = search_ms + ms(t1);
         let injection = understand::looks_like_injection(&text);
         let frustration = understand::frustration(&text);
         let generator = self.models.generator();
@@ -399,6 +399,12 @@ fn option_text(hits: &[KbHit], i: usize, lang: Lang) -> String {
 
 fn cite(h: &KbHit) -> Citation {
     Citation { article_id: h.article_id.clone(), title: h.question.clone() }
+}
+
+async fn timed<T>(f: impl std::future::Future<Output = T>) -> (T, f64) {
+    let t = Instant::now();
+    let out = f.await;
+    (out, ms(t))
 }
 
 fn ms(since: Instant) -> f64 {
