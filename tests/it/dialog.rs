@@ -284,7 +284,14 @@ async fn a_customer_who_leaves_mid_answer_stops_the_generation() {
                           "text": "what would sending money to a different bank cost me" })).await;
     chat.ws.next_of("token").await;
     assert_eq!(b.generator.live.load(Ordering::SeqCst), 1);
+    // A reconnect: the new socket opens before the old one closes. The
+    // answer goes on for the socket still open.
+    let mut again = WsClient::connect(&b.app.url, &chat.token).await;
+    again.next_of("welcome").await;
     drop(chat.ws);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(b.generator.live.load(Ordering::SeqCst), 1, "one of the customer's sockets is still open");
+    drop(again);
     let deadline = std::time::Instant::now() + Duration::from_secs(3);
     while b.generator.live.load(Ordering::SeqCst) > 0 {
         assert!(std::time::Instant::now() < deadline, "generation still running after the customer left");

@@ -44,6 +44,8 @@ pub struct AppState {
     pub kb: Arc<dyn aicc_core::KnowledgeIndex>,
     /// The bot's turns, agent assist and analytics.
     pub dialog: Arc<aicc_dialog::Dialog>,
+    /// Customers' open sockets here, so only the last one leaving stops a generation.
+    pub customer_sockets: ws::CustomerSockets,
     /// Tenants read on every message, kept briefly (settings edits on another
     /// replica show up here within `TENANT_CACHE_TTL`).
     tenants: std::sync::Mutex<std::collections::HashMap<uuid::Uuid, (std::time::Instant, Arc<aicc_core::Tenant>)>>,
@@ -88,6 +90,7 @@ impl AppState {
             models,
             kb,
             dialog,
+            customer_sockets: Default::default(),
             tenants: Default::default(),
             store,
             bus,

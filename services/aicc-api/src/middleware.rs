@@ -72,6 +72,8 @@ pub async fn cors(
     }
     let mut res = next.call(req).await?.map_into_boxed_body();
     res.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+    // The widget on another origin reads how long to wait after a 429.
+    res.headers_mut().insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, header::HeaderValue::from_static("retry-after"));
     res.headers_mut().insert(header::VARY, header::HeaderValue::from_static("Origin"));
     Ok(res)
 }

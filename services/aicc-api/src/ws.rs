@@ -122,6 +122,9 @@ impl Connection {
 
     async fn run(mut self, mut stream: actix_ws::MessageStream) {
         metrics::gauge!("aicc_ws_connections").increment(1.0);
+        if let Principal::Customer { conversation_id, .. } = self.who {
+            self.state.customer_sockets.opened(conversation_id);
+        }
         let stop = match self.start().await {
             Ok(()) => self.serve(&mut stream).await,
             Err(stop) => stop,
@@ -190,8 +193,14 @@ impl Connection {
         match self.who {
             Principal::Staff { .. } => self.set_presence(false).await,
             // Nobody is reading the streamed answer: stop generating it (the
-            // turn still stores a reply from the knowledge base).
-            Principal::Customer { conversation_id, .. } => self.state.dialog.cancel(conversation_id),
+            // turn still stores a reply from the knowledge base). Not while
+            // another socket of the customer's is open here: a reconnect's new
+            // socket often opens before the old one's close arrives.
+            Principal::Customer { conversation_id, .. } => {
+                if self.state.customer_sockets.closed(conversation_id) {
+                    self.state.dialog.cancel(conversation_id)
+                }
+            }
         }
     }
 
@@ -522,5 +531,27 @@ async fn next_or_pending(stream: &mut Option<BusStream>) -> Option<BusEvent> {
     match stream {
         Some(s) => s.next().await,
         None => std::future::pending().await,
+    }
+}
+
+/// Open customer sockets per conversation on this replica.
+#[derive(Default)]
+pub struct CustomerSockets(std::sync::Mutex<HashMap<Uuid, usize>>);
+
+impl CustomerSockets {
+    fn opened(&self, conversation_id: Uuid) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()).entry(conversation_id).or_default() += 1;
+    }
+
+    /// True when that was the conversation's last one.
+    fn closed(&self, conversation_id: Uuid) -> bool {
+        let mut open = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = open.entry(conversation_id).or_default();
+        *n = n.saturating_sub(1);
+        let last = *n == 0;
+        if last {
+            open.remove(&conversation_id);
+        }
+        last
     }
 }

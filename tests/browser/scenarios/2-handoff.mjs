@@ -8,6 +8,8 @@
 // and puts the settings back in `finally` (with the test agent and the
 // conversation cleaned up too).
 
+import { openWidget, ask } from "../widget.mjs";
+
 const ASK_HUMAN = "상담원 연결해 주세요";
 // Said while waiting, as customers do: a question the demo knowledge answers,
 // so the assist panel has a grounded draft to offer.
@@ -67,14 +69,8 @@ export default async function (ctx) {
         conversationId = (await r.json().catch(() => ({}))).conversation_id || conversationId;
       }
     });
-    await host.goto(ctx.hostUrl);
-    const launcher = host.locator('[data-aicc="launcher"]');
-    await launcher.waitFor({ timeout: 30_000 });
-    await launcher.click();
-    const input = host.locator('[data-aicc="input"]');
-    await input.waitFor();
-    await input.fill(ASK_HUMAN);
-    await host.locator('[data-aicc="send"]').click();
+    await openWidget(host, ctx.hostUrl);
+    await ask(host, ASK_HUMAN);
     for (let i = 0; i < 300 && !conversationId; i++) await host.waitForTimeout(100);
     expect(conversationId, "the widget started a conversation");
     log(`conversation ${conversationId}`);
@@ -83,8 +79,7 @@ export default async function (ctx) {
     const item = page.locator(`[data-aicc="queue-item"][data-conversation-id="${conversationId}"][data-status="queued"]`);
     await item.waitFor({ timeout: 60_000 });
     // The customer explains while waiting; the queue preview follows live.
-    await input.fill(WHILE_WAITING);
-    await host.locator('[data-aicc="send"]').click();
+    await ask(host, WHILE_WAITING);
     await item.locator(".preview", { hasText: WHILE_WAITING.slice(0, 10) }).waitFor({ timeout: 30_000 });
     const waited = await item.locator('[data-aicc="queue-wait"]').textContent();
     expect(/\d/.test(waited), `the queue shows the waiting time: ${waited}`);

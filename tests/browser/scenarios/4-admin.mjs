@@ -5,6 +5,8 @@
 // widget. The knowledge that was live before is published again at the end
 // (in `finally`), so the shared server and later scenarios see the original.
 
+import { openWidget, ask } from "../widget.mjs";
+
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -131,14 +133,8 @@ export default async function (ctx) {
         if (JSON.parse(String(payload)).type === "token") tokenFrames += 1;
       } catch { /* not JSON */ }
     }));
-    await host.goto(ctx.hostUrl);
-    const launcher = host.locator('[data-aicc="launcher"]');
-    await launcher.waitFor({ timeout: 30_000 });
-    await launcher.click();
-    const input = host.locator('[data-aicc="input"]');
-    await input.waitFor();
-    await input.fill(KO_QUESTION);
-    await host.locator('[data-aicc="send"]').click();
+    await openWidget(host, ctx.hostUrl);
+    await ask(host, KO_QUESTION);
     // The stored reply (a streamed preview, if any, is replaced by it).
     const answer = host.locator('[data-aicc="msg"][data-sender="bot"]:not([data-state="preview"])', { hasText: KO_MARK }).last();
     await answer.waitFor({ timeout: 90_000 });
