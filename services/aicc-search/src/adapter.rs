@@ -23,6 +23,12 @@ pub struct Adapter {
     pub encoder: String,
     /// Held-out recall@1 before and after training.
     pub metrics: AdapterMetrics,
+    /// The intents it learned (those of its training messages that had
+    /// articles). It pulls queries towards their articles and so away from
+    /// every other article: articles of other intents (added after training)
+    /// are scored without it. Empty for adapters stored before this was kept:
+    /// then every article counts as learned.
+    pub intents: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize)]
@@ -62,6 +68,11 @@ impl Default for TrainConfig {
 }
 
 impl Adapter {
+    /// Whether the adapter was trained towards articles of this intent.
+    pub fn learned(&self, intent: Option<&str>) -> bool {
+        self.intents.is_empty() || intent.is_some_and(|i| self.intents.iter().any(|x| x == i))
+    }
+
     pub fn apply(&self, q: &[f32]) -> Vec<f32> {
         let d = self.dim;
         let mut out: Vec<f32> = q.to_vec();
@@ -77,7 +88,7 @@ impl Adapter {
     pub fn to_parts(&self) -> anyhow::Result<(serde_json::Value, Vec<u8>)> {
         let t = Tensor::from_slice(&self.weight, (self.dim, self.dim), &Device::Cpu)?;
         let bytes = safetensors::serialize([("adapter.weight", &t)], None)?;
-        let meta = serde_json::json!({ "kind": "query_adapter", "encoder": self.encoder, "dim": self.dim, "metrics": self.metrics });
+        let meta = serde_json::json!({ "kind": "query_adapter", "encoder": self.encoder, "dim": self.dim, "metrics": self.metrics, "intents": self.intents });
         Ok((meta, bytes))
     }
 
@@ -91,6 +102,7 @@ impl Adapter {
             weight: t.flatten_all()?.to_vec1::<f32>()?,
             encoder: meta["encoder"].as_str().unwrap_or_default().to_string(),
             metrics: serde_json::from_value(meta["metrics"].clone()).unwrap_or_default(),
+            intents: serde_json::from_value(meta["intents"].clone()).unwrap_or_default(),
         })
     }
 }
@@ -121,14 +133,20 @@ pub fn train(
             by_intent_language.entry((i.as_str(), language.as_str())).or_default().push(j);
         }
     }
+    let mut learned: Vec<String> = Vec::new();
     let usable: Vec<(&[f32], &[usize])> = messages
         .iter()
+        .filter(|(v, _, _)| v.len() == dim)
         .filter_map(|(v, intent, language)| {
             let same = language.as_deref().and_then(|l| by_intent_language.get(&(intent.as_str(), l)));
-            Some((v.as_slice(), same.or_else(|| by_intent.get(intent.as_str()))?.as_slice()))
+            let targets = same.or_else(|| by_intent.get(intent.as_str()))?;
+            if !learned.contains(intent) {
+                learned.push(intent.clone());
+            }
+            Some((v.as_slice(), targets.as_slice()))
         })
-        .filter(|(v, _)| v.len() == dim)
         .collect();
+    learned.sort();
     if usable.len() < 10 {
         return Ok(None);
     }
@@ -231,6 +249,7 @@ pub fn train(
             cos_floor,
             cos_ceil,
         },
+        intents: learned,
     }))
 }
 

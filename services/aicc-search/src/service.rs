@@ -146,7 +146,8 @@ impl Kb {
         }
         let articles = self.store.kb_articles(tenant_id, version).await?;
         let mut index = self.index_articles(version, articles, embedder.as_deref(), progress).await?;
-        index.adapter = self.stored_adapter(tenant_id, &index).await?;
+        let adapter = self.stored_adapter(tenant_id, &index).await?;
+        index.set_adapter(adapter);
         let index = Arc::new(index);
         self.remember(tenant_id, index.clone());
         Ok(index)

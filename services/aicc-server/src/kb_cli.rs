@@ -278,7 +278,7 @@ pub async fn eval(args: EvalArgs, settings: &Settings) -> anyhow::Result<Value> 
     match trained {
         Some(a) => {
             out["adapter"] = serde_json::to_value(a.metrics)?;
-            index.adapter = Some(Arc::new(a));
+            index.set_adapter(Some(Arc::new(a)));
             let tuned = score(&index, &judged, &vectors)?;
             for k in ["bm25", "dense", "hybrid"] {
                 out[k] = tuned[k].clone();
