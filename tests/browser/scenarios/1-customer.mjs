@@ -39,6 +39,7 @@ export default async function (ctx) {
   const { expect, log } = ctx;
   let customerCtx = null;
   let bareCtx = null;
+  let demoCtx = null;
   let stored = null;
   try {
     // 0. The host page as it looks without the widget (widget.js blocked).
@@ -181,7 +182,19 @@ export default async function (ctx) {
     await input.press("Escape");
     expect(await page.locator('[data-aicc="panel"]').isHidden(), "Esc closes the panel");
     expect(pageErrors.length === 0, `no page errors: ${pageErrors.join("; ")}`);
+
+    // 10. The demo page at / (what a newcomer sees after `aicc serve`): a
+    // suggested question asks the widget, which answers with its source.
+    demoCtx = await ctx.browser.newContext({ locale: "ko-KR", viewport: { width: 1280, height: 800 } });
+    const demo = await demoCtx.newPage();
+    await demo.goto(`${ctx.aiccUrl}/`);
+    await demo.locator(`button[data-ask="${FAST_Q}"]`).click();
+    const demoAnswer = demo.locator('[data-aicc="msg"][data-sender="bot"]:not([data-state="preview"])', { hasText: FAST_ANSWER_START });
+    await demoAnswer.waitFor({ timeout: 30_000 });
+    await demo.locator('[data-aicc="sources"]').last().locator("summary").click().catch(() => {});
+    await ctx.shot(demo, "demo-page");
   } finally {
+    await demoCtx?.close().catch(() => {});
     if (stored?.conversation_id) {
       await ctx.api
         .req("POST", `/v1/conversations/${stored.conversation_id}/close`, { token: stored.token })
