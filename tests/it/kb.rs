@@ -283,7 +283,7 @@ async fn a_trained_adapter_is_stored_and_used_by_every_replica() {
         .await
         .unwrap();
     let index = other.live_index(tenant).await.unwrap().unwrap();
-    assert!(index.adapter.is_some(), "the stored adapter is loaded");
+    assert!(index.adapter().is_some(), "the stored adapter is loaded");
     assert_eq!(hits[0].article_id, "fee-en", "{hits:?}");
     // Too few usable messages is a clear error, and nothing is stored.
     let few = vec![("zorp".to_string(), "no_such_intent".to_string()); 50];

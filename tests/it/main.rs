@@ -12,6 +12,7 @@ mod deploy;
 mod dialog;
 mod embed;
 mod generate;
+mod intents;
 mod kb;
 mod models;
 mod replicas;

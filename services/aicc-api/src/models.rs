@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 
-use aicc_core::{Embedder, Generator, IntentClassifier};
+use aicc_core::{Embedder, Generator, IntentClassifier, IntentTrainer};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -23,6 +23,7 @@ pub struct ModelRegistry {
     embedder: RwLock<Option<Arc<dyn Embedder>>>,
     generator: RwLock<Option<Arc<dyn Generator>>>,
     intents: RwLock<HashMap<Uuid, Arc<dyn IntentClassifier>>>,
+    trainer: RwLock<Option<Arc<dyn IntentTrainer>>>,
 }
 
 impl ModelRegistry {
@@ -62,6 +63,17 @@ impl ModelRegistry {
     /// Installs (or replaces) a tenant's intent classifier.
     pub fn set_intents(&self, tenant_id: Uuid, classifier: Arc<dyn IntentClassifier>) {
         self.intents.write().unwrap_or_else(|p| p.into_inner()).insert(tenant_id, classifier);
+    }
+
+    /// Installs what trains tenants' intent models (the server does once the
+    /// embedder is loaded).
+    pub fn set_trainer(&self, trainer: Arc<dyn IntentTrainer>) {
+        *self.trainer.write().unwrap_or_else(|p| p.into_inner()) = Some(trainer);
+    }
+
+    /// `None` while the embedder loads, or when there is none (`AICC_EMBEDDER=none`).
+    pub fn trainer(&self) -> Option<Arc<dyn IntentTrainer>> {
+        self.trainer.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// The tenant's classifier; `None` until one is trained (the dialog then

@@ -340,3 +340,69 @@ pub struct NewCanned {
     pub text: String,
     pub language: String,
 }
+
+/// What a background job is doing (`/v1/admin/jobs/{id}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+}
+
+impl JobState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "queued" => Some(Self::Queued),
+            "running" => Some(Self::Running),
+            "succeeded" => Some(Self::Succeeded),
+            "failed" => Some(Self::Failed),
+            _ => None,
+        }
+    }
+    /// Queued or running: the job still holds its tenant's slot for its kind.
+    pub fn is_active(self) -> bool {
+        matches!(self, Self::Queued | Self::Running)
+    }
+}
+
+/// A background job of one tenant (e.g. `intent_training`), kept in the Store
+/// so any replica answers for it.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct Job {
+    pub id: Uuid,
+    #[serde(skip)]
+    pub tenant_id: Uuid,
+    /// `intent_training`.
+    pub kind: String,
+    pub state: JobState,
+    /// 0 to 1.
+    pub progress: f64,
+    /// The result's figures, once it succeeded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub metrics: Option<serde_json::Value>,
+    /// Why it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A change to a job: progress while it runs, then its end.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobUpdate {
+    pub state: JobState,
+    pub progress: f64,
+    pub metrics: Option<serde_json::Value>,
+    pub error: Option<String>,
+}

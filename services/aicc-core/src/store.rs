@@ -109,6 +109,28 @@ pub trait Store: Send + Sync + 'static {
     async fn put_intent_model(&self, new: NewIntentModel) -> StoreResult<IntentModelRecord>;
     /// The newest version, if the tenant has any.
     async fn latest_intent_model(&self, tenant_id: Uuid) -> StoreResult<Option<IntentModelRecord>>;
+    /// Every tenant with at least one stored intent model (loaded at start).
+    async fn intent_model_tenants(&self) -> StoreResult<Vec<Uuid>>;
+
+    /// Replaces the tenant's labelled intent examples with `examples`, in one
+    /// transaction: all of them or, on any error, the old set untouched.
+    /// Returns how many are stored.
+    async fn replace_intent_examples(&self, tenant_id: Uuid, examples: &[crate::intent_data::Example]) -> StoreResult<u64>;
+    /// The tenant's intent examples, in import order.
+    async fn intent_examples(&self, tenant_id: Uuid) -> StoreResult<Vec<crate::intent_data::Example>>;
+
+    // Background jobs
+    /// Creates a `queued` job. A tenant has at most one active (queued or
+    /// running) job of a kind: another one fails with `Conflict { code:
+    /// "job_in_progress" }`, unless it was not updated since `stale_before`
+    /// (its replica died), in which case it is marked failed first.
+    async fn create_job(&self, tenant_id: Uuid, kind: &str, stale_before: chrono::DateTime<chrono::Utc>) -> StoreResult<Job>;
+    /// The tenant's job (`None` for another tenant's).
+    async fn job(&self, tenant_id: Uuid, id: Uuid) -> StoreResult<Option<Job>>;
+    /// Sets state, progress, metrics and error of an active job. A finished
+    /// (succeeded or failed) job never changes again: `Conflict { code:
+    /// "job_finished" }`; `not_found` if there is no such job.
+    async fn update_job(&self, id: Uuid, update: JobUpdate) -> StoreResult<Job>;
 
     // Knowledge base (versions are immutable once written)
     /// Writes a new version (the next number) with exactly `articles`, all or nothing.

@@ -1,7 +1,9 @@
 //! What `aicc serve` loads in the background at start: the embedder (pulled
-//! into the model dir first if missing) and the demo tenant's intent model —
-//! from the Store, else from the trained-model cache in the model dir, else
-//! trained from `demo/` and saved to both. `/readyz` reports each one.
+//! into the model dir first if missing), the intent trainer the admin API
+//! runs jobs with, every tenant's newest stored intent model, and the demo
+//! tenant's intent model — from the Store, else from the trained-model cache
+//! in the model dir, else trained from `demo/` and saved to both. `/readyz`
+//! reports the embedder and the demo model.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -63,6 +65,9 @@ pub fn spawn(
                 // Knowledge indexes gain their dense half at their next search.
                 kb.set_embedder(worker.clone());
                 registry.set_state(&name, ModelState::Ready);
+                // Admins may train their tenant's intent model from now on.
+                registry.set_trainer(Arc::new(intent::Trainer::new(store.clone(), worker.clone())));
+                load_tenant_intents(&store, &registry, &worker, &name, demo).await;
                 if let Some(tenant) = demo {
                     match demo_intents(&store, &model, &model_dir, tenant, &name).await {
                         Ok(head) => match intent::Classifier::new(worker, head) {
@@ -146,6 +151,40 @@ async fn demo_adapter(store: &Arc<dyn Store>, kb: &aicc_search::KnowledgeBase, t
         .await?;
     tracing::info!(version = rec.version, seconds = t.elapsed().as_secs(), metrics = %rec.meta["metrics"], "demo retrieval adapter ready");
     Ok(())
+}
+
+/// Every tenant's newest stored intent model (trained through the admin API),
+/// the demo tenant's aside (`demo_intents` has its own fallbacks). A model
+/// trained on another embedder is skipped with a warning: retrain it.
+async fn load_tenant_intents(
+    store: &Arc<dyn Store>,
+    registry: &ModelRegistry,
+    worker: &Arc<dyn aicc_core::Embedder>,
+    encoder: &str,
+    demo: Option<Uuid>,
+) {
+    let tenants = match store.intent_model_tenants().await {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!("cannot list the stored intent models: {e}");
+            return;
+        }
+    };
+    for tenant in tenants.into_iter().filter(|t| Some(*t) != demo) {
+        let loaded = async {
+            let Some(rec) = store.latest_intent_model(tenant).await? else { return Ok(None) };
+            let head = IntentModel::from_parts(rec.meta, &rec.weights, encoder, worker.dim(), &format!("intent model v{}", rec.version))?;
+            anyhow::Ok(Some((rec.version, intent::Classifier::new(worker.clone(), head)?)))
+        };
+        match loaded.await {
+            Ok(Some((version, c))) => {
+                registry.set_intents(tenant, Arc::new(c));
+                tracing::info!(%tenant, version, "intent model loaded from the store");
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(%tenant, "the tenant's stored intent model is not used: {e:#}"),
+        }
+    }
 }
 
 fn fail(registry: &ModelRegistry, e: anyhow::Error) {

@@ -31,6 +31,8 @@ macro_rules! store_conformance_suite {
             tenants_are_isolated,
             canned_responses_crud,
             intent_models_are_versioned_per_tenant,
+            intent_examples_are_replaced_per_tenant,
+            jobs_one_active_per_tenant_and_final_states_stay,
             kb_versions_are_immutable_and_published_per_tenant,
             kb_concurrent_imports_get_distinct_versions,
             kb_adapters_are_versioned_per_tenant,
@@ -447,6 +449,93 @@ pub async fn intent_models_are_versioned_per_tenant(store: Arc<dyn Store>) {
     // Another tenant sees none of them, and gets its own numbering.
     assert!(store.latest_intent_model(b.id).await.unwrap().is_none());
     assert_eq!(store.put_intent_model(new(b.id, 9)).await.unwrap().version, 1);
+}
+
+fn example(text: &str, intent: &str, language: Option<&str>) -> intent_data::Example {
+    intent_data::Example { text: text.into(), intent: intent.into(), language: language.map(str::to_string) }
+}
+
+pub async fn intent_examples_are_replaced_per_tenant(store: Arc<dyn Store>) {
+    let (a, b) = (tenant(&store, "acme").await, tenant(&store, "other").await);
+    assert!(store.intent_examples(a.id).await.unwrap().is_empty());
+    // More rows than one insert statement holds; import order is kept.
+    let many: Vec<_> = (0..1200).map(|i| example(&format!("message {i}"), if i % 2 == 0 { "even" } else { "odd" }, None)).collect();
+    assert_eq!(store.replace_intent_examples(a.id, &many).await.unwrap(), 1200);
+    assert_eq!(store.intent_examples(a.id).await.unwrap(), many);
+    // A second import replaces the set, it does not add to it.
+    let few = vec![example("카드가 안 와요", "card_arrival", Some("ko")), example("where is my card", "card_arrival", Some("en"))];
+    assert_eq!(store.replace_intent_examples(a.id, &few).await.unwrap(), 2);
+    assert_eq!(store.intent_examples(a.id).await.unwrap(), few);
+    // Tenants are apart; an unknown tenant stores nothing.
+    assert!(store.intent_examples(b.id).await.unwrap().is_empty());
+    assert!(matches!(store.replace_intent_examples(Uuid::new_v4(), &few).await, Err(StoreError::NotFound(_))));
+    assert_eq!(store.replace_intent_examples(a.id, &[]).await.unwrap(), 0);
+    assert!(store.intent_examples(a.id).await.unwrap().is_empty());
+    // Tenants with an intent model, for loading at start.
+    assert!(store.intent_model_tenants().await.unwrap().is_empty());
+    let m = NewIntentModel { tenant_id: b.id, encoder: "e".into(), meta: serde_json::json!({}), weights: vec![1] };
+    store.put_intent_model(m.clone()).await.unwrap();
+    store.put_intent_model(m).await.unwrap();
+    assert_eq!(store.intent_model_tenants().await.unwrap(), vec![b.id]);
+}
+
+pub async fn jobs_one_active_per_tenant_and_final_states_stay(store: Arc<dyn Store>) {
+    let (a, b) = (tenant(&store, "acme").await, tenant(&store, "other").await);
+    let long_ago = chrono::Utc::now() - chrono::Duration::hours(1);
+    // Concurrent starts: exactly one wins, the others get job_in_progress.
+    let starts: Vec<_> = (0..4)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.create_job(a.id, "intent_training", long_ago).await })
+        })
+        .collect();
+    let mut won = vec![];
+    for s in starts {
+        match s.await.unwrap() {
+            Ok(job) => won.push(job),
+            Err(StoreError::Conflict { code, .. }) => assert_eq!(code, "job_in_progress"),
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(won.len(), 1, "one active job per tenant and kind");
+    let job = won.remove(0);
+    assert_eq!((job.state, job.progress, job.kind.as_str()), (JobState::Queued, 0.0, "intent_training"));
+    // Another tenant, or another kind, is not blocked.
+    let other = store.create_job(b.id, "intent_training", long_ago).await.unwrap();
+    store.create_job(a.id, "something_else", long_ago).await.unwrap();
+    // Each tenant sees only its own jobs.
+    assert_eq!(store.job(a.id, job.id).await.unwrap().unwrap().id, job.id);
+    assert!(store.job(b.id, job.id).await.unwrap().is_none());
+    assert!(store.job(a.id, Uuid::new_v4()).await.unwrap().is_none());
+    let running = |progress| JobUpdate { state: JobState::Running, progress, metrics: None, error: None };
+    let j = store.update_job(job.id, running(0.42)).await.unwrap();
+    assert_eq!((j.state, j.progress), (JobState::Running, 0.42));
+    assert!(j.updated_at >= job.updated_at);
+    let metrics = serde_json::json!({ "accuracy": 0.9, "macro_f1": 0.88 });
+    let done = JobUpdate { state: JobState::Succeeded, progress: 1.0, metrics: Some(metrics.clone()), error: None };
+    let j = store.update_job(job.id, done).await.unwrap();
+    assert_eq!((j.state, j.progress, j.metrics.as_ref()), (JobState::Succeeded, 1.0, Some(&metrics)));
+    // A finished job never changes again (a late progress write is refused).
+    match store.update_job(job.id, running(0.5)).await {
+        Err(StoreError::Conflict { code, .. }) => assert_eq!(code, "job_finished"),
+        other => panic!("{other:?}"),
+    }
+    let j = store.job(a.id, job.id).await.unwrap().unwrap();
+    assert_eq!((j.state, j.metrics), (JobState::Succeeded, Some(metrics)));
+    assert!(matches!(store.update_job(Uuid::new_v4(), running(0.1)).await, Err(StoreError::NotFound(_))));
+    // The slot is free again once the job finished.
+    let next = store.create_job(a.id, "intent_training", long_ago).await.unwrap();
+    assert_ne!(next.id, job.id);
+    // An active job not updated since `stale_before` is abandoned, not a blocker.
+    let later = chrono::Utc::now() + chrono::Duration::seconds(1);
+    let fresh = store.create_job(b.id, "intent_training", later).await.unwrap();
+    let old = store.job(b.id, other.id).await.unwrap().unwrap();
+    assert_eq!(old.state, JobState::Failed);
+    assert!(old.error.unwrap().contains("abandoned"));
+    assert_eq!(store.job(b.id, fresh.id).await.unwrap().unwrap().state, JobState::Queued);
+    let failed = JobUpdate { state: JobState::Failed, progress: 0.3, metrics: None, error: Some("boom".into()) };
+    let j = store.update_job(fresh.id, failed).await.unwrap();
+    assert_eq!((j.state, j.error.as_deref(), j.metrics), (JobState::Failed, Some("boom"), None));
 }
 
 fn article(id: &str, question: &str) -> kb::Article {

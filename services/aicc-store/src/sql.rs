@@ -18,6 +18,7 @@ const USER_COLS: &str = "id, tenant_id, email, name, role, teams, max_concurrent
 const CONV_COLS: &str =
     "id, tenant_id, status, agent_id, team, locale, customer, last_seq, csat, created_at, updated_at, status_at";
 const CANNED_COLS: &str = "id, tenant_id, title, text, language, created_at, updated_at";
+const JOB_COLS: &str = "id, tenant_id, kind, state, progress, metrics, error, created_at, updated_at";
 const MSG_COLS: &str =
     "id, conversation_id, seq, sender, sender_id, text, client_msg_id, intent, citations, quick_replies, created_at";
 
@@ -80,6 +81,21 @@ macro_rules! sql_store {
                     created_at: r.try_get("created_at").map_err(db_err)?,
                     published_at: r.try_get("published_at").map_err(db_err)?,
                     live: r.try_get("live").map_err(db_err)?,
+                })
+            }
+
+            fn job_row(r: &<$db as sqlx::Database>::Row) -> StoreResult<Job> {
+                let state: String = r.try_get("state").map_err(db_err)?;
+                Ok(Job {
+                    id: r.try_get("id").map_err(db_err)?,
+                    tenant_id: r.try_get("tenant_id").map_err(db_err)?,
+                    kind: r.try_get("kind").map_err(db_err)?,
+                    state: JobState::parse(&state).ok_or_else(|| corrupt("job state", &state))?,
+                    progress: r.try_get("progress").map_err(db_err)?,
+                    metrics: r.try_get::<Option<Json<serde_json::Value>>, _>("metrics").map_err(db_err)?.map(|j| j.0),
+                    error: r.try_get("error").map_err(db_err)?,
+                    created_at: r.try_get("created_at").map_err(db_err)?,
+                    updated_at: r.try_get("updated_at").map_err(db_err)?,
                 })
             }
 
@@ -528,6 +544,150 @@ macro_rules! sql_store {
                     })
                 })
                 .transpose()
+            }
+
+            async fn intent_model_tenants(&self) -> StoreResult<Vec<Uuid>> {
+                sqlx::query_scalar::<_, Uuid>("SELECT DISTINCT tenant_id FROM intent_models")
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(db_err)
+            }
+
+            async fn replace_intent_examples(&self, tenant_id: Uuid, examples: &[aicc_core::intent_data::Example]) -> StoreResult<u64> {
+                // One transaction: the old set goes and the new one comes, or neither.
+                let mut tx = self.pool.begin().await.map_err(db_err)?;
+                sqlx::query("DELETE FROM intent_examples WHERE tenant_id = $1")
+                    .bind(tenant_id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+                for (c, chunk) in examples.chunks(500).enumerate() {
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO intent_examples (tenant_id, position, text, intent, language) ",
+                    );
+                    q.push_values(chunk.iter().enumerate(), |mut b, (i, e)| {
+                        b.push_bind(tenant_id)
+                            .push_bind((c * 500 + i) as i64)
+                            .push_bind(e.text.clone())
+                            .push_bind(e.intent.clone())
+                            .push_bind(e.language.clone());
+                    });
+                    match q.build().execute(&mut *tx).await {
+                        Ok(_) => {}
+                        Err(sqlx::Error::Database(e)) if e.is_foreign_key_violation() => {
+                            return Err(StoreError::NotFound("tenant"))
+                        }
+                        Err(e) => return Err(db_err(e)),
+                    }
+                }
+                tx.commit().await.map_err(db_err)?;
+                Ok(examples.len() as u64)
+            }
+
+            async fn intent_examples(&self, tenant_id: Uuid) -> StoreResult<Vec<aicc_core::intent_data::Example>> {
+                let rows = sqlx::query(
+                    "SELECT text, intent, language FROM intent_examples WHERE tenant_id = $1 ORDER BY position",
+                )
+                .bind(tenant_id)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_err)?;
+                rows.iter()
+                    .map(|r| {
+                        Ok(aicc_core::intent_data::Example {
+                            text: r.try_get("text").map_err(db_err)?,
+                            intent: r.try_get("intent").map_err(db_err)?,
+                            language: r.try_get("language").map_err(db_err)?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn create_job(&self, tenant_id: Uuid, kind: &str, stale_before: DateTime<Utc>) -> StoreResult<Job> {
+                let now = Utc::now();
+                // An active job nobody has updated for long belongs to a replica
+                // that died: it would hold the slot forever.
+                sqlx::query(
+                    "UPDATE jobs SET state = 'failed', error = $4, updated_at = $5 \
+                     WHERE tenant_id = $1 AND kind = $2 AND state IN ('queued', 'running') AND updated_at < $3",
+                )
+                .bind(tenant_id)
+                .bind(kind)
+                .bind(stale_before)
+                .bind("abandoned: no progress was reported for too long (the server running it stopped?)")
+                .bind(now)
+                .execute(&self.pool)
+                .await
+                .map_err(db_err)?;
+                let id = Uuid::new_v4();
+                // The partial unique index (tenant_id, kind) over active jobs decides a race.
+                let inserted = sqlx::query(
+                    "INSERT INTO jobs (id, tenant_id, kind, state, progress, metrics, error, created_at, updated_at) \
+                     VALUES ($1, $2, $3, 'queued', 0, NULL, NULL, $4, $4)",
+                )
+                .bind(id)
+                .bind(tenant_id)
+                .bind(kind)
+                .bind(now)
+                .execute(&self.pool)
+                .await;
+                match inserted {
+                    Ok(_) => {}
+                    Err(e) if is_unique_violation(&e) => {
+                        return Err(StoreError::conflict("job_in_progress", format!("a {kind} job of this tenant is already running")))
+                    }
+                    Err(sqlx::Error::Database(e)) if e.is_foreign_key_violation() => return Err(StoreError::NotFound("tenant")),
+                    Err(e) => return Err(db_err(e)),
+                }
+                Ok(Job {
+                    id,
+                    tenant_id,
+                    kind: kind.to_string(),
+                    state: JobState::Queued,
+                    progress: 0.0,
+                    metrics: None,
+                    error: None,
+                    created_at: now,
+                    updated_at: now,
+                })
+            }
+
+            async fn job(&self, tenant_id: Uuid, id: Uuid) -> StoreResult<Option<Job>> {
+                let row = sqlx::query(&format!("SELECT {JOB_COLS} FROM jobs WHERE tenant_id = $1 AND id = $2"))
+                    .bind(tenant_id)
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(db_err)?;
+                row.as_ref().map(Self::job_row).transpose()
+            }
+
+            async fn update_job(&self, id: Uuid, u: JobUpdate) -> StoreResult<Job> {
+                let row = sqlx::query(&format!(
+                    "UPDATE jobs SET state = $2, progress = $3, metrics = $4, error = $5, updated_at = $6 \
+                     WHERE id = $1 AND state IN ('queued', 'running') RETURNING {JOB_COLS}"
+                ))
+                .bind(id)
+                .bind(u.state.as_str())
+                .bind(u.progress.clamp(0.0, 1.0))
+                .bind(u.metrics.as_ref().map(Json))
+                .bind(u.error.as_deref())
+                .bind(Utc::now())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_err)?;
+                if let Some(row) = row {
+                    return Self::job_row(&row);
+                }
+                let found: Option<String> = sqlx::query_scalar("SELECT state FROM jobs WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(db_err)?;
+                match found {
+                    Some(state) => Err(StoreError::conflict("job_finished", format!("the job has {state}; it does not change again"))),
+                    None => Err(StoreError::NotFound("job")),
+                }
             }
 
             async fn create_kb_version(

@@ -14,6 +14,7 @@ pub mod auth;
 pub mod canned;
 pub mod conversations;
 pub mod health;
+pub mod intents;
 pub mod kb;
 pub mod openapi;
 pub mod pages;
@@ -53,6 +54,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(kb::put_article)
         .service(kb::delete_article)
         .service(kb::search)
+        .service(intents::import)
+        .service(intents::train)
+        .service(intents::get_job)
         .service(canned::list)
         .service(canned::create)
         .service(canned::update)

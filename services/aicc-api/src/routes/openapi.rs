@@ -4,7 +4,7 @@ use actix_web::{get, HttpResponse};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, analytics, auth, canned, conversations, health, kb, widget};
+use super::{admin, analytics, auth, canned, conversations, health, intents, kb, widget};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -20,6 +20,7 @@ use super::{admin, analytics, auth, canned, conversations, health, kb, widget};
         admin::delete_user, admin::identity_secret, analytics::analytics,
         canned::list, canned::create, canned::update, canned::remove,
         kb::import, kb::versions, kb::publish, kb::get_article, kb::put_article, kb::delete_article, kb::search,
+        intents::import, intents::train, intents::get_job,
     ),
     modifiers(&BearerAuth),
 )]

@@ -52,6 +52,11 @@ pub struct TrainConfig {
     /// threshold rejects (the least confident ones).
     pub reject_rate: f64,
     pub retrain_on_all: bool,
+    /// The retraining on all rows runs at least this many epochs. A dev split
+    /// of one or two rows per intent often peaks at epoch 1 by luck; the
+    /// admin API's trainer sets a floor for small sets (0: the best epoch).
+    #[serde(default)]
+    pub min_final_epochs: usize,
     pub seed: u64,
 }
 
@@ -71,6 +76,7 @@ impl Default for TrainConfig {
             dev_fraction: 0.1,
             reject_rate: 0.01,
             retrain_on_all: true,
+            min_final_epochs: 0,
             seed: 42,
         }
     }
@@ -416,8 +422,9 @@ pub fn train(
         let all: Vec<usize> = (0..y.len()).collect();
         let (mean, std) = standardisation(embeddings, &all, d);
         let all_data = Data::new(embeddings, &y, &all, &mean, &std)?;
-        let again = fit(arch, cfg, labels.len(), &all_data, None, run.best_epoch, &mut rng, "final", progress)?;
-        (again.weights, mean, std, run.best_epoch, y.len())
+        let epochs = run.best_epoch.max(cfg.min_final_epochs).min(cfg.epochs.max(1));
+        let again = fit(arch, cfg, labels.len(), &all_data, None, epochs, &mut rng, "final", progress)?;
+        (again.weights, mean, std, epochs, y.len())
     } else {
         (run.weights, mean, std, run.best_epoch, train_rows.len())
     };

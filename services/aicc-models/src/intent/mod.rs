@@ -9,12 +9,14 @@ pub mod data;
 pub mod head;
 pub mod metrics;
 pub mod model;
+pub mod trainer;
 
 pub use classifier::Classifier;
 pub use data::{DataError, Example, Problem, Rules};
 pub use head::{calibrate, stratified_split, train, Arch, EncoderInfo, Epoch, TrainConfig};
 pub use metrics::{evaluate, Metrics};
 pub use model::{DevMetrics, IntentError, IntentMeta, IntentModel};
+pub use trainer::Trainer;
 
 #[cfg(test)]
 mod tests {
