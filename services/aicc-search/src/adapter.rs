@@ -23,11 +23,12 @@ pub struct Adapter {
     pub encoder: String,
     /// Held-out recall@1 before and after training.
     pub metrics: AdapterMetrics,
-    /// The intents it learned (those of its training messages that had
-    /// articles). It pulls queries towards their articles and so away from
-    /// every other article: articles of other intents (added after training)
-    /// are scored without it. Empty for adapters stored before this was kept:
-    /// then every article counts as learned.
+    /// The intents of the articles it was trained against. It pulls queries
+    /// towards the articles it knew and away from the rest, so articles of an
+    /// intent added after training are scored without it. Articles without an
+    /// intent count as known (they were there as negatives, and a new one is
+    /// indistinguishable). Empty for adapters stored before this was kept:
+    /// then every article counts as known.
     pub intents: Vec<String>,
 }
 
@@ -70,7 +71,10 @@ impl Default for TrainConfig {
 impl Adapter {
     /// Whether the adapter was trained towards articles of this intent.
     pub fn learned(&self, intent: Option<&str>) -> bool {
-        self.intents.is_empty() || intent.is_some_and(|i| self.intents.iter().any(|x| x == i))
+        match intent {
+            None => true,
+            Some(i) => self.intents.is_empty() || self.intents.iter().any(|x| x == i),
+        }
     }
 
     pub fn apply(&self, q: &[f32]) -> Vec<f32> {
@@ -133,20 +137,16 @@ pub fn train(
             by_intent_language.entry((i.as_str(), language.as_str())).or_default().push(j);
         }
     }
-    let mut learned: Vec<String> = Vec::new();
+    let mut learned: Vec<String> = by_intent.keys().map(|i| i.to_string()).collect();
+    learned.sort();
     let usable: Vec<(&[f32], &[usize])> = messages
         .iter()
-        .filter(|(v, _, _)| v.len() == dim)
         .filter_map(|(v, intent, language)| {
             let same = language.as_deref().and_then(|l| by_intent_language.get(&(intent.as_str(), l)));
-            let targets = same.or_else(|| by_intent.get(intent.as_str()))?;
-            if !learned.contains(intent) {
-                learned.push(intent.clone());
-            }
-            Some((v.as_slice(), targets.as_slice()))
+            Some((v.as_slice(), same.or_else(|| by_intent.get(intent.as_str()))?.as_slice()))
         })
+        .filter(|(v, _)| v.len() == dim)
         .collect();
-    learned.sort();
     if usable.len() < 10 {
         return Ok(None);
     }
