@@ -365,6 +365,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
 fn banner(url: &str, backend: &str, bus: &str, data_dir: &Path, demo: Option<&bootstrap::Demo>) {
     eprintln!();
     eprintln!("  AICC is running at {url}");
+    eprintln!("  chat with the demo bot: {url}/   agents: {url}/agent/   admin: {url}/admin/");
     let file = if backend == "sqlite" { format!(" ({}/aicc.db)", data_dir.display()) } else { String::new() };
     eprintln!("  store: {backend}{file}   bus: {bus}");
     if let Some(d) = demo {
