@@ -169,4 +169,12 @@ pub trait Generator: Send + Sync + 'static {
     /// growing wait; a bad request is `InvalidRequest`. Dropping the stream
     /// stops the computation within one token.
     async fn generate(&self, request: GenRequest) -> Result<GenStream, ModelError>;
+
+    /// Computes the request's prompt into the engine's prefix cache without
+    /// answering, so that later prompts starting the same way compute only
+    /// their rest. Engines without such a cache (or that keep their own, like
+    /// a remote server) do nothing.
+    async fn prepare(&self, _request: GenRequest) -> Result<(), ModelError> {
+        Ok(())
+    }
 }

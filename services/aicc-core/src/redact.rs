@@ -2,10 +2,11 @@
 //! logged or sent to a model. Pure functions; every regex is compiled once.
 //!
 //! Matching strategy: each kind is scanned separately into candidate spans, then
-//! spans are claimed in priority order (email, RRN, card, account, phone), so a
-//! more specific kind wins an overlap. Disabled kinds still claim their span (and
-//! are left as-is), so e.g. an RRN is never half-redacted as a phone number just
-//! because the tenant switched RRN redaction off.
+//! spans are claimed in priority order (email, RRN/SSN, licence, passport,
+//! card, account, phone), so a more specific kind wins an overlap. Disabled
+//! kinds still claim their span (and are left as-is), so e.g. an RRN is never
+//! half-redacted as a phone number just because the tenant switched RRN
+//! redaction off.
 
 use std::sync::LazyLock;
 
@@ -19,8 +20,13 @@ pub struct PiiPolicy {
     pub email: bool,
     pub phone: bool,
     pub card: bool,
+    /// National identity numbers: 주민등록번호, foreigner registration numbers, US SSNs.
     pub rrn: bool,
     pub account: bool,
+    /// Passport numbers (after a passport keyword).
+    pub passport: bool,
+    /// Korean driver's licence numbers.
+    pub license: bool,
 }
 
 impl Default for PiiPolicy {
@@ -31,6 +37,8 @@ impl Default for PiiPolicy {
             card: true,
             rrn: true,
             account: true,
+            passport: true,
+            license: true,
         }
     }
 }
@@ -43,6 +51,8 @@ impl PiiPolicy {
             PiiKind::Card => self.card,
             PiiKind::Rrn => self.rrn,
             PiiKind::Account => self.account,
+            PiiKind::Passport => self.passport,
+            PiiKind::License => self.license,
         }
     }
 }
@@ -55,6 +65,8 @@ pub enum PiiKind {
     Card,
     Rrn,
     Account,
+    Passport,
+    License,
 }
 
 impl PiiKind {
@@ -65,6 +77,8 @@ impl PiiKind {
             PiiKind::Card => "[CARD]",
             PiiKind::Rrn => "[RRN]",
             PiiKind::Account => "[ACCOUNT]",
+            PiiKind::Passport => "[PASSPORT]",
+            PiiKind::License => "[LICENSE]",
         }
     }
 }
@@ -79,7 +93,8 @@ pub struct Redacted {
 /// Phone shapes: Korean (+82 or leading 0, mobile/Seoul/area/070 prefixes) and
 /// NANP (+1, "(415) 555-2671", "415-555-2671"; area/exchange start 2-9 so random
 /// digit groups rarely qualify).
-const PHONE: &str = r"(?:\+82[-. ]?|0)(?:1[016789]|2|[3-6][1-5]|70)[-. ]?\d{3,4}[-. ]?\d{4}|\(0(?:2|[3-6][1-5]|70)\)[-. ]?\d{3,4}[-. ]?\d{4}|\+1[-. ]?\(?[2-9]\d{2}\)?[-. ]?[2-9]\d{2}[-. ]?\d{4}|\([2-9]\d{2}\)[-. ]?[2-9]\d{2}[-. ]?\d{4}|[2-9]\d{2}[-. ][2-9]\d{2}[-. ]\d{4}";
+/// Korean numbers may also space their hyphens out ("010 - 1234 - 5678").
+const PHONE: &str = r"(?:\+82[-. ]?|0)(?:1[016789]|2|[3-6][1-5]|70)(?: ?[-.] ?| )?\d{3,4}(?: ?[-.] ?| )?\d{4}|\(0(?:2|[3-6][1-5]|70)\)[-. ]?\d{3,4}[-. ]?\d{4}|\+1[-. ]?\(?[2-9]\d{2}\)?[-. ]?[2-9]\d{2}[-. ]?\d{4}|\([2-9]\d{2}\)[-. ]?[2-9]\d{2}[-. ]?\d{4}|[2-9]\d{2}[-. ][2-9]\d{2}[-. ]\d{4}";
 
 fn re(pattern: &str) -> Regex {
     Regex::new(pattern).expect("constant PII regex must compile")
@@ -103,6 +118,24 @@ static ACCOUNT_KW_RE: LazyLock<Regex> = LazyLock::new(|| {
         r"(?i)(?:계좌\s*번호|계좌|\baccount(?:\s*(?:number|num|no\.?|#))?|\bacct\.?|\ba/c)[^\d\n]{0,12}?(\d[\d-]{8,22}\d)",
     )
 });
+/// A bank's name right before a 10-14 digit number ("신한 110123456789로"):
+/// customers rarely say "account" when they name the bank.
+static BANK_KW_RE: LazyLock<Regex> = LazyLock::new(|| {
+    re(r"(?i)(?:은행|뱅크|국민|신한|우리|하나|농협|기업|새마을|우체국|수협|신협|\bbank)[^\d\n]{0,16}?(\d[\d-]{8,22}\d)")
+});
+/// US Social Security numbers, AAA-GG-SSSS (checked by `ssn_valid`).
+static SSN_RE: LazyLock<Regex> = LazyLock::new(|| re(r"\d{3}-\d{2}-\d{4}"));
+/// Korean passports (M12345678, or M123A4567 since 2021) and the common
+/// one-letter-eight-digit shapes elsewhere, a few characters after a keyword.
+static PASSPORT_RE: LazyLock<Regex> = LazyLock::new(|| {
+    re(r"(?i)(?:여권\s*번호|여권|passport(?:\s*(?:number|num|no\.?|#))?)[^A-Za-z0-9\n]{0,12}?([A-Za-z]\d{8}|[A-Za-z]\d{3}[A-Za-z]\d{4})")
+});
+/// Korean driver's licences: region (11-28), year, serial, check — hyphenated,
+/// or as 12 digits after a licence keyword.
+static LICENSE_RE: LazyLock<Regex> = LazyLock::new(|| re(r"(?:1[1-9]|2[0-8])-\d{2}-\d{6}-\d{2}"));
+static LICENSE_KW_RE: LazyLock<Regex> = LazyLock::new(|| {
+    re(r"(?i)(?:운전\s*면허\s*번호|면허\s*번호|면허증|driver'?s?\s*licen[cs]e(?:\s*(?:number|no\.?|#))?)[^\d\n]{0,12}?((?:1[1-9]|2[0-8])\d{10})")
+});
 /// Numbers opening with YYYY-MM-DD / YYYYMMDD are timestamps or order ids, not cards
 /// or accounts (no card network issues 19xx/200x-2220 prefixes).
 static DATE_PREFIX_RE: LazyLock<Regex> =
@@ -120,12 +153,63 @@ struct Span {
 
 /// Redact every PII kind enabled in `policy`, replacing each match with its placeholder.
 pub fn redact(text: &str, policy: &PiiPolicy) -> Redacted {
+    // Matched on a copy with full-width forms and dashes folded to ASCII
+    // (Korean IMEs type "０１０－１２３４－５６７８"; phones turn hyphens into
+    // "–"); the spans are mapped back, so the rest of the text is kept as typed.
+    let (folded, origin) = fold(text);
+    let mut claimed = spans(&folded);
+    for s in &mut claimed {
+        (s.start, s.end) = (origin[s.start], origin[s.end]);
+    }
+
+    let mut out = String::with_capacity(text.len());
+    let mut found = Vec::new();
+    let mut last = 0;
+    for s in claimed.into_iter().filter(|s| policy.allows(s.kind)) {
+        out.push_str(&text[last..s.start]);
+        out.push_str(s.kind.placeholder());
+        last = s.end;
+        if !found.contains(&s.kind) {
+            found.push(s.kind);
+        }
+    }
+    out.push_str(&text[last..]);
+    Redacted { text: out, found }
+}
+
+/// `text` with full-width ASCII forms, the ideographic space and Unicode
+/// dashes/minus as plain ASCII, and for each byte of it (and its end) the
+/// byte offset in `text` it came from.
+fn fold(text: &str) -> (String, Vec<usize>) {
+    let mut out = String::with_capacity(text.len());
+    let mut origin = Vec::with_capacity(text.len() + 1);
+    for (i, c) in text.char_indices() {
+        let folded = match c {
+            '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
+            '\u{3000}' => ' ',
+            '\u{2010}'..='\u{2015}' | '\u{2212}' | '\u{FE63}' => '-',
+            _ => c,
+        };
+        let before = out.len();
+        out.push(folded);
+        origin.extend(std::iter::repeat_n(i, out.len() - before));
+    }
+    origin.push(text.len());
+    (out, origin)
+}
+
+/// The PII spans of `text` (already folded), in text order, without overlaps.
+fn spans(text: &str) -> Vec<Span> {
     let digits = |s: &str| s.bytes().filter(u8::is_ascii_digit).count();
     let dated = |s: &str| DATE_PREFIX_RE.is_match(s);
     // Pushed in priority order; the greedy claim below relies on that.
     let mut cands = Vec::new();
     scan(&EMAIL_RE, 0, text, PiiKind::Email, |_| true, &mut cands);
     scan(&RRN_RE, 0, text, PiiKind::Rrn, |_| true, &mut cands);
+    scan(&SSN_RE, 0, text, PiiKind::Rrn, ssn_valid, &mut cands);
+    scan(&LICENSE_RE, 0, text, PiiKind::License, |_| true, &mut cands);
+    scan(&LICENSE_KW_RE, 1, text, PiiKind::License, |_| true, &mut cands);
+    scan(&PASSPORT_RE, 1, text, PiiKind::Passport, |_| true, &mut cands);
     scan(
         &CARD_RE,
         0,
@@ -139,9 +223,11 @@ pub fn redact(text: &str, policy: &PiiPolicy) -> Redacted {
         1,
         text,
         PiiKind::Account,
-        |s| (10..=14).contains(&digits(s)),
+        |s| (10..=14).contains(&digits(s)) && !dated(s),
         &mut cands,
     );
+    let banked = |s: &str| (10..=14).contains(&digits(s)) && !PHONE_FULL_RE.is_match(s) && !dated(s);
+    scan(&BANK_KW_RE, 1, text, PiiKind::Account, banked, &mut cands);
     let generic_account =
         |s: &str| (10..=14).contains(&digits(s)) && !PHONE_FULL_RE.is_match(s) && !dated(s);
     scan(
@@ -161,20 +247,7 @@ pub fn redact(text: &str, policy: &PiiPolicy) -> Redacted {
         }
     }
     claimed.sort_by_key(|s| s.start);
-
-    let mut out = String::with_capacity(text.len());
-    let mut found = Vec::new();
-    let mut last = 0;
-    for s in claimed.into_iter().filter(|s| policy.allows(s.kind)) {
-        out.push_str(&text[last..s.start]);
-        out.push_str(s.kind.placeholder());
-        last = s.end;
-        if !found.contains(&s.kind) {
-            found.push(s.kind);
-        }
-    }
-    out.push_str(&text[last..]);
-    Redacted { text: out, found }
+    claimed
 }
 
 /// Collect matches of capture `group` that are not glued to neighbouring digits and
@@ -227,6 +300,12 @@ fn glued(b: &[u8], start: usize, end: usize) -> bool {
     left || right
 }
 
+/// SSA rules: no area 000, 666 or 9xx, no group 00, no serial 0000.
+fn ssn_valid(s: &str) -> bool {
+    let (area, rest) = s.split_at(3);
+    area != "000" && area != "666" && !area.starts_with('9') && &rest[1..3] != "00" && &rest[4..] != "0000"
+}
+
 /// Luhn checksum over the ASCII digits of `s` (separators ignored).
 fn luhn(s: &str) -> bool {
     let sum: u32 = s
@@ -271,8 +350,8 @@ mod tests {
 
     #[test]
     fn placeholders() {
-        let all = [Email, Phone, Card, Rrn, Account].map(PiiKind::placeholder);
-        assert_eq!(all, ["[EMAIL]", "[PHONE]", "[CARD]", "[RRN]", "[ACCOUNT]"]);
+        let all = [Email, Phone, Card, Rrn, Account, Passport, License].map(PiiKind::placeholder);
+        assert_eq!(all, ["[EMAIL]", "[PHONE]", "[CARD]", "[RRN]", "[ACCOUNT]", "[PASSPORT]", "[LICENSE]"]);
     }
 
     #[test]
@@ -523,6 +602,8 @@ mod tests {
             card: false,
             rrn: false,
             account: false,
+            passport: false,
+            license: false,
         };
         assert_eq!(
             redact(text, &none),
@@ -540,6 +621,60 @@ mod tests {
             redact("계좌 9001011234563", &no_rrn).text,
             "계좌 9001011234563"
         );
+    }
+
+    #[test]
+    fn full_width_and_unicode_dashes() {
+        assert_redacts("제 번호는 ０１０－１２３４－５６７８입니다", "제 번호는 [PHONE]입니다", &[Phone]);
+        assert_redacts("연락처 010–1234–5678 (문자 주세요)", "연락처 [PHONE] (문자 주세요)", &[Phone]);
+        assert_redacts("메일 ｈｏｎｇ＠ｎａｖｅｒ．ｃｏｍ 으로", "메일 [EMAIL] 으로", &[Email]);
+        assert_redacts("주민번호 ９００１０１－１２３４５６７", "주민번호 [RRN]", &[Rrn]);
+        // The rest of the text keeps its full-width forms.
+        assert_redacts("（문의）　０１０１２３４５６７８", "（문의）　[PHONE]", &[Phone]);
+        assert_untouched("가격은 ５０，０００원입니다");
+    }
+
+    #[test]
+    fn spaced_hyphens_in_korean_phones() {
+        assert_redacts("010 - 1234 - 5678 로 전화 주세요", "[PHONE] 로 전화 주세요", &[Phone]);
+        assert_redacts("call 010 -1234- 5678", "call [PHONE]", &[Phone]);
+    }
+
+    #[test]
+    fn accounts_after_a_bank_name() {
+        assert_redacts("신한 110123456789로 보내주세요", "신한 [ACCOUNT]로 보내주세요", &[Account]);
+        assert_redacts("카카오뱅크 3333012345678", "카카오뱅크 [ACCOUNT]", &[Account]);
+        assert_redacts("my Citi bank number is 1234567890", "my Citi bank number is [ACCOUNT]", &[Account]);
+        // A phone number after a bank's name is still a phone number.
+        assert_redacts("국민은행 01012345678", "국민은행 [PHONE]", &[Phone]);
+        assert_untouched("한빛은행 고객센터 1566-0770");
+        assert_untouched("하나 2024050114300 거래");
+    }
+
+    #[test]
+    fn us_social_security_numbers() {
+        assert_redacts("My SSN is 123-45-6789.", "My SSN is [RRN].", &[Rrn]);
+        for bad in ["000-12-3456", "666-12-3456", "912-34-5678", "123-00-4567", "123-45-0000"] {
+            assert_untouched(&format!("ref {bad}"));
+        }
+        assert_untouched("on 2024-05-01 at 10");
+    }
+
+    #[test]
+    fn passports_after_a_keyword() {
+        assert_redacts("여권번호는 M12345678 입니다", "여권번호는 [PASSPORT] 입니다", &[Passport]);
+        assert_redacts("여권: M123A4567", "여권: [PASSPORT]", &[Passport]);
+        assert_redacts("Passport no. X12345678, expires 2030", "Passport no. [PASSPORT], expires 2030", &[Passport]);
+        assert_untouched("order M12345678 shipped");
+        assert_untouched("passport M123456789");
+    }
+
+    #[test]
+    fn korean_driving_licences() {
+        assert_redacts("면허번호 11-12-345678-90 입니다", "면허번호 [LICENSE] 입니다", &[License]);
+        assert_redacts("운전면허 번호: 111234567890", "운전면허 번호: [LICENSE]", &[License]);
+        assert_redacts("driver's license 28-99-123456-01", "driver's license [LICENSE]", &[License]);
+        assert_untouched("10-12-345678-90");
     }
 
     #[test]

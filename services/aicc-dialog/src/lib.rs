@@ -7,7 +7,7 @@
 //! The handoff itself (the state machine, queue, assignment) stays with the
 //! API: a turn that decides to hand over says so and the caller carries it out.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -78,11 +78,13 @@ pub struct Dialog {
     locks: Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>,
     /// Generations in flight, by conversation: `cancel` stops them.
     inflight: Mutex<HashMap<Uuid, tokio::sync::watch::Sender<bool>>>,
+    /// Tenants and languages whose RAG prompt prefix the generator has seen.
+    warmed: Mutex<HashSet<(Uuid, Lang)>>,
 }
 
 impl Dialog {
     pub fn new(store: Arc<dyn Store>, bus: Arc<dyn Bus>, kb: Arc<dyn KnowledgeIndex>, models: Arc<dyn Models>, config: DialogConfig) -> Self {
-        Self { store, bus, kb, models, config, locks: Default::default(), inflight: Default::default() }
+        Self { store, bus, kb, models, config, locks: Default::default(), inflight: Default::default(), warmed: Default::default() }
     }
 
     /// Stops the conversation's generation in flight, if any (the customer
@@ -90,6 +92,24 @@ impl Dialog {
     pub fn cancel(&self, conversation_id: Uuid) {
         if let Some(tx) = self.inflight.lock().unwrap_or_else(|p| p.into_inner()).get(&conversation_id) {
             let _ = tx.send(true);
+        }
+    }
+
+    /// Puts the tenant's RAG prompt prefix in `lang` into the generator's
+    /// prefix cache, once per process: call it when a conversation starts, so
+    /// the customer's first generated answer does not wait for the system
+    /// prompt (~130 tokens, most of a second on CPU). Does nothing while no
+    /// generator is loaded, and tries again at the next conversation.
+    pub async fn warm_up(&self, tenant: &aicc_core::Tenant, lang: Lang) {
+        let Some(generator) = self.models.generator() else { return };
+        if !self.warmed.lock().unwrap_or_else(|p| p.into_inner()).insert((tenant.id, lang)) {
+            return;
+        }
+        let request = prompt::warm_request(&tenant.name, lang);
+        if let Err(e) = generator.prepare(request).await {
+            // Busy or failing: a later conversation tries again.
+            tracing::debug!(error = %e, "the RAG prompt prefix was not prepared");
+            self.warmed.lock().unwrap_or_else(|p| p.into_inner()).remove(&(tenant.id, lang));
         }
     }
 

@@ -51,6 +51,15 @@ pub fn rag_request(tenant_name: &str, lang: Lang, passages: &[Passage], question
     GenRequest { messages: vec![ChatMessage::system(instructions(tenant_name, lang)), ChatMessage::user(user)], sampling }
 }
 
+/// A request that shares its system prompt and the start of its user message
+/// with every RAG request of the tenant in `lang`, asking for one token: run
+/// once, it leaves that prefix in the generator's cache, so a customer's
+/// first RAG question computes only its passages and question.
+pub fn warm_request(tenant_name: &str, lang: Lang) -> GenRequest {
+    let sampling = Sampling { temperature: 0.0, max_tokens: 1, ..Sampling::default() };
+    rag_request(tenant_name, lang, &[], "?", sampling)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -67,5 +76,19 @@ mod tests {
         assert!(user.chars().count() < 1400);
         assert!(req.messages[0].content.contains("Hanbit Bank"));
         assert_eq!(instructions("A", Lang::Ko), instructions("A", Lang::Ko), "fixed per tenant and language: the prefix cache keeps it");
+    }
+
+    #[test]
+    fn the_warm_request_shares_the_rag_prefix() {
+        for lang in [Lang::En, Lang::Ko] {
+            let p = Passage { article_id: "a".into(), title: "T".into(), text: "x".into() };
+            let real = rag_request("Hanbit Bank", lang, &[p], "q", Sampling::default());
+            let warm = warm_request("Hanbit Bank", lang);
+            assert!(warm.validate().is_ok());
+            assert_eq!(warm.sampling.max_tokens, 1);
+            assert_eq!(warm.messages[0].content, real.messages[0].content);
+            let heading = real.messages[1].content.split('\n').next().unwrap();
+            assert!(warm.messages[1].content.starts_with(heading));
+        }
     }
 }

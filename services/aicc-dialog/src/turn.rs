@@ -49,28 +49,31 @@ impl Dialog {
     pub async fn turn(&self, tenant: &Tenant, conv: &Conversation, message: &Message) -> Result<TurnReport, DialogError> {
         let started = Instant::now();
         let _lock = self.lock(conv.id).await;
-        if let Some(existing) = self.store.message_by_client_id(conv.id, reply_id(message.id)).await? {
-            return Ok(TurnReport { reply: Some(existing), path: "replayed", handoff: None });
-        }
         let settings = &tenant.settings;
         let text = understand::normalize(&message.text);
         let lang = language::detect(&text).or_else(|| Lang::from_tag(&conv.locale)).unwrap_or(Lang::En);
 
-        // What came before: failures since the conversation last came back to
-        // the bot, the question the last answer was about, earlier replies.
-        let events = self.store.list_events(tenant.id, Some(conv.id), 50).await?;
+        // Understand, and read what came before, all at once: the model work
+        // (both calls embed the message; the embedder answers the second from
+        // its recent queries) overlaps the Store's round trips.
+        let mut query = text.clone();
+        let (existing, events, history, (prediction, understand_ms), (mut hits, search_ms)) = tokio::join!(
+            self.store.message_by_client_id(conv.id, reply_id(message.id)),
+            self.store.list_events(tenant.id, Some(conv.id), 50),
+            self.store.list_messages(conv.id, (message.seq - HISTORY - 1).max(0), HISTORY + 1),
+            timed(self.classify(tenant.id, &text)),
+            timed(self.search(tenant.id, &query)),
+        );
+        if let Some(existing) = existing? {
+            return Ok(TurnReport { reply: Some(existing), path: "replayed", handoff: None });
+        }
+        let (events, history) = (events?, history?);
+        // Failures since the conversation last came back to the bot, the
+        // question the last answer was about, earlier replies.
         let turns: Vec<&Value> = events.iter().filter(|e| e.kind == TURN_EVENT && e.created_at >= conv.status_at).map(|e| &e.data).collect();
         let failures = turns.iter().take_while(|d| d["path"] == "dont_know").count() as u32;
         let previous_query = turns.iter().find(|d| matches!(d["path"].as_str(), Some("direct" | "rag" | "clarify"))).and_then(|d| d["query"].as_str());
-        let history = self.store.list_messages(conv.id, (message.seq - HISTORY - 1).max(0), HISTORY + 1).await?;
         let first_reply = !history.iter().any(|m| m.seq < message.seq && matches!(m.sender, Sender::Bot | Sender::Agent));
-
-        // Understand.
-        // Classified and searched at once: both embed the message, and the
-        // embedder answers the second from its recent queries.
-        let mut query = text.clone();
-        let ((prediction, understand_ms), (mut hits, search_ms)) =
-            tokio::join!(timed(self.classify(tenant.id, &text)), timed(self.search(tenant.id, &query)));
         let t1 = Instant::now();
         let mut follow_up = false;
         let mut prediction = prediction;

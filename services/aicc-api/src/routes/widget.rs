@@ -94,6 +94,12 @@ pub async fn create_conversation(
         .store
         .create_conversation(NewConversation { tenant_id: tenant.id, locale: locale.to_string(), customer })
         .await?;
+    if state.settings.dialog.bot {
+        // While the customer types, the generator reads the tenant's prompt.
+        let (dialog, lang) = (state.dialog.clone(), aicc_dialog::Lang::from_tag(locale).unwrap_or(aicc_dialog::Lang::En));
+        let tenant = tenant.clone();
+        actix_web::rt::spawn(async move { dialog.warm_up(&tenant, lang).await });
+    }
     let ttl = tenant.settings.tokens.customer_secs;
     let token = state.keys.sign(conv.id, tenant.id, &tenant.slug, "customer", ttl)?;
     Ok(HttpResponse::Created().json(CreatedConversation { conversation_id: conv.id, token, expires_in: ttl }))

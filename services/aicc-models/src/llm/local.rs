@@ -15,6 +15,7 @@ use aicc_core::{GenEvent, GenRequest, GenStream, Generator, ModelError};
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::StreamExt;
 
 use super::engine::{LocalModel, Sink};
 use super::LlmError;
@@ -151,6 +152,18 @@ impl Generator for LocalGenerator {
             Err(TrySendError::Full(_)) => Err(ModelError::Overloaded),
             Err(TrySendError::Disconnected(_)) => Err(ModelError::Unavailable("the model thread stopped".into())),
         }
+    }
+
+    /// One token of the request, thrown away: its prompt stays in a cache slot.
+    async fn prepare(&self, mut request: GenRequest) -> Result<(), ModelError> {
+        request.sampling.max_tokens = 1;
+        let mut stream = self.generate(request).await?;
+        while let Some(event) = stream.next().await {
+            if let GenEvent::End { .. } = event? {
+                return Ok(());
+            }
+        }
+        Err(ModelError::Unavailable("the model thread stopped".into()))
     }
 }
 
