@@ -6,13 +6,25 @@
 //!
 //! Loss: for each message, −log of the softmax mass on its intent's articles
 //! (an intent may have an article per language) over all articles, at a low
-//! temperature; weight decay keeps `A` small. The epoch with the best recall@1
+//! temperature; each article's own question is a message too, aimed at that
+//! article alone; weight decay keeps `A` small. The epoch with the best recall@1
 //! on a held-out tenth of the messages is kept.
 
 use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor, Var, D};
 use candle_nn::Optimizer;
+
+/// The stored adapter's format: 2 is trained on the articles' own questions
+/// too and keeps in `intents` only what it learned (1 kept every article's
+/// intent, which left the articles of intents without messages behind a
+/// query space trained to avoid them).
+pub const FORMAT: u64 = 2;
+
+/// Whether a stored adapter's description is of the current format.
+pub fn is_current(meta: &serde_json::Value) -> bool {
+    meta["format"].as_u64() == Some(FORMAT)
+}
 
 #[derive(Debug, Clone)]
 pub struct Adapter {
@@ -23,9 +35,10 @@ pub struct Adapter {
     pub encoder: String,
     /// Held-out recall@1 before and after training.
     pub metrics: AdapterMetrics,
-    /// The intents of the articles it was trained against. It pulls queries
-    /// towards the articles it knew and away from the rest, so articles of an
-    /// intent added after training are scored without it. Articles without an
+    /// The intents it pulled queries towards: those with training messages
+    /// and articles. It pulls queries towards those articles and away from
+    /// the rest, so articles of any other intent (one without messages, or
+    /// added after training) are scored without it. Articles without an
     /// intent count as known (they were there as negatives, and a new one is
     /// indistinguishable). Empty for adapters stored before this was kept:
     /// then every article counts as known.
@@ -60,11 +73,13 @@ pub struct TrainConfig {
     pub temperature: f32,
     pub batch: usize,
     pub seed: u64,
+    /// How often each article's own question is trained on.
+    pub question_repeat: usize,
 }
 
 impl Default for TrainConfig {
     fn default() -> Self {
-        TrainConfig { epochs: 30, min_steps: 300, lr: 2e-3, weight_decay: 1e-2, temperature: 0.05, batch: 256, seed: 7 }
+        TrainConfig { epochs: 30, min_steps: 300, lr: 2e-3, weight_decay: 1e-2, temperature: 0.05, batch: 256, seed: 7, question_repeat: 10 }
     }
 }
 
@@ -92,7 +107,7 @@ impl Adapter {
     pub fn to_parts(&self) -> anyhow::Result<(serde_json::Value, Vec<u8>)> {
         let t = Tensor::from_slice(&self.weight, (self.dim, self.dim), &Device::Cpu)?;
         let bytes = safetensors::serialize([("adapter.weight", &t)], None)?;
-        let meta = serde_json::json!({ "kind": "query_adapter", "encoder": self.encoder, "dim": self.dim, "metrics": self.metrics, "intents": self.intents });
+        let meta = serde_json::json!({ "kind": "query_adapter", "format": FORMAT, "encoder": self.encoder, "dim": self.dim, "metrics": self.metrics, "intents": self.intents });
         Ok((meta, bytes))
     }
 
@@ -116,12 +131,18 @@ impl Adapter {
 /// known). A message's targets are its intent's articles in its language when
 /// there are any (a Korean customer should land on the Korean article, not
 /// on whichever translation is easiest), else all of its intent's articles.
-/// Messages whose intent has no article are ignored. None when there is
-/// nothing to learn from.
+/// Messages whose intent has no article are ignored. `questions[k]` is the
+/// query vector of article `questions[k].1`'s own question: trained on (never
+/// held out), repeated `cfg.question_repeat` times, each towards its article
+/// alone, so that every article is learned, including those of an intent
+/// with no messages (a tenant's own "general" questions) and the articles
+/// sharing one intent are told apart. None when there is nothing to learn
+/// from (fewer than 10 usable messages).
 pub fn train(
     encoder: &str,
     articles: &[(Vec<f32>, Option<String>, String)],
     messages: &[(Vec<f32>, String, Option<String>)],
+    questions: &[(Vec<f32>, usize)],
     cfg: &TrainConfig,
     mut progress: impl FnMut(usize, f32, f32),
 ) -> anyhow::Result<Option<Adapter>> {
@@ -137,21 +158,38 @@ pub fn train(
             by_intent_language.entry((i.as_str(), language.as_str())).or_default().push(j);
         }
     }
-    let mut learned: Vec<String> = by_intent.keys().map(|i| i.to_string()).collect();
-    learned.sort();
+    let mut learned: Vec<String> = Vec::new();
     let usable: Vec<(&[f32], &[usize])> = messages
         .iter()
+        .filter(|(v, _, _)| v.len() == dim)
         .filter_map(|(v, intent, language)| {
             let same = language.as_deref().and_then(|l| by_intent_language.get(&(intent.as_str(), l)));
-            Some((v.as_slice(), same.or_else(|| by_intent.get(intent.as_str()))?.as_slice()))
+            let targets = same.or_else(|| by_intent.get(intent.as_str()))?;
+            learned.push(intent.clone());
+            Some((v.as_slice(), targets.as_slice()))
         })
-        .filter(|(v, _)| v.len() == dim)
         .collect();
+    // Only intents with messages (or article questions, below) are pulled
+    // towards: the articles of the others are negatives all along (queries
+    // learn to avoid them), so they are scored with the raw query, as if
+    // added after training.
     if usable.len() < 10 {
         return Ok(None);
     }
-    // A deterministic shuffle, then a tenth held out.
-    let mut order: Vec<usize> = (0..usable.len()).collect();
+    let n_messages = usable.len();
+    let mut usable = usable;
+    for (v, j) in questions.iter().filter(|(v, j)| v.len() == dim && *j < articles.len()) {
+        if let Some(intent) = &articles[*j].1 {
+            learned.push(intent.clone());
+        }
+        for _ in 0..cfg.question_repeat {
+            usable.push((v.as_slice(), std::slice::from_ref(j)));
+        }
+    }
+    learned.sort();
+    learned.dedup();
+    // A deterministic shuffle of the messages, then a tenth of them held out.
+    let mut order: Vec<usize> = (0..n_messages).collect();
     let mut x = cfg.seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
     for i in (1..order.len()).rev() {
         x ^= x << 13;
@@ -159,8 +197,9 @@ pub fn train(
         x ^= x << 17;
         order.swap(i, (x % (i as u64 + 1)) as usize);
     }
-    let n_dev = (usable.len() / 10).max(1);
+    let n_dev = (n_messages / 10).max(1);
     let (dev, train_rows) = order.split_at(n_dev);
+    let train_rows: Vec<usize> = train_rows.iter().copied().chain(n_messages..usable.len()).collect();
 
     let dev_ = Device::Cpu;
     let n_art = articles.len();
@@ -217,7 +256,9 @@ pub fn train(
         }
         let r1 = recall_at_1(dev)?;
         progress(epoch, total / rows.len() as f32, r1);
-        if r1 > best {
+        // A tie keeps the later epoch: it has learned more of what the
+        // held-out messages cannot show (the articles' own questions).
+        if r1 >= best {
             (best, best_epoch, best_weight) = (r1, epoch, a.as_tensor().copy()?);
         }
     }
@@ -272,7 +313,7 @@ mod tests {
         let messages: Vec<_> =
             (0..200).map(|n| (axis((n % 4 + 1) % 4, 0.05 + 0.01 * (n % 3) as f32), format!("i{}", n % 4), None)).collect();
         let cfg = TrainConfig { epochs: 60, min_steps: 0, lr: 2e-2, ..Default::default() };
-        let adapter = train("test", &articles, &messages, &cfg, |_, _, _| {}).unwrap().unwrap();
+        let adapter = train("test", &articles, &messages, &[], &cfg, |_, _, _| {}).unwrap().unwrap();
         assert!(adapter.metrics.dev_recall_at_1_zero_shot < 0.1);
         assert!(adapter.metrics.dev_recall_at_1 > 0.9, "{:?}", adapter.metrics);
         // The adapter applied outside candle agrees with training.
@@ -284,12 +325,48 @@ mod tests {
         let back = Adapter::from_parts(&meta, &bytes).unwrap();
         assert_eq!(back.weight, adapter.weight);
         assert_eq!(back.encoder, "test");
+        assert!(is_current(&meta));
+    }
+
+    #[test]
+    fn intents_without_messages_are_not_learned() {
+        let dim = 4;
+        let axis = |k: usize| (0..dim).map(|i| if i == k { 1.0 } else { 0.0 }).collect::<Vec<f32>>();
+        let articles: Vec<_> = (0..3).map(|k| (axis(k), Some(format!("i{k}")), "en".to_string())).collect();
+        // Messages for i0 and i1 only: i2's article was a negative throughout.
+        let messages: Vec<_> = (0..40).map(|n| (axis(n % 2), format!("i{}", n % 2), None)).collect();
+        let adapter = train("t", &articles, &messages, &[], &TrainConfig { min_steps: 5, ..Default::default() }, |_, _, _| {}).unwrap().unwrap();
+        assert_eq!(adapter.intents, ["i0", "i1"]);
+        assert!(adapter.learned(Some("i1")) && !adapter.learned(Some("i2")) && adapter.learned(None));
+    }
+
+    #[test]
+    fn article_questions_are_learned_towards_their_own_article() {
+        // Two articles of one intent without messages; their questions sit
+        // nearer the other article, so zero-shot both go wrong.
+        let dim = 6;
+        let axis = |k: usize| unit((0..dim).map(|i| if i == k { 1.0 } else { 0.05 }).collect());
+        let mix = |a: usize, b: usize| unit((0..dim).map(|i| if i == a { 0.6 } else if i == b { 0.8 } else { 0.0 }).collect());
+        let mut articles: Vec<_> = (0..2).map(|k| (axis(k), Some("general".to_string()), "en".to_string())).collect();
+        articles.push((axis(2), Some("card".to_string()), "en".to_string()));
+        let messages: Vec<_> = (0..40).map(|n| (axis(2 + n % 2), "card".to_string(), None)).collect();
+        let questions = vec![(mix(0, 1), 0), (mix(1, 0), 1)];
+        let cfg = TrainConfig { min_steps: 200, lr: 2e-2, ..Default::default() };
+        let adapter = train("t", &articles, &messages, &questions, &cfg, |_, _, _| {}).unwrap().unwrap();
+        assert_eq!(adapter.intents, ["card", "general"]);
+        for (q, j) in &questions {
+            let a = adapter.apply(q);
+            let best = (0..3).max_by(|&x, &y| crate::vector::dot_f32(&a, &articles[x].0).total_cmp(&crate::vector::dot_f32(&a, &articles[y].0)));
+            assert_eq!(best, Some(*j));
+        }
+        // Questions are never held out: the dev set holds messages only.
+        assert_eq!(adapter.metrics.n_dev, 4);
     }
 
     #[test]
     fn nothing_to_learn_from_is_no_adapter() {
         let articles = vec![(vec![1.0, 0.0], Some("a".to_string()), "en".to_string())];
         let messages = vec![(vec![1.0, 0.0], "other".to_string(), None); 50];
-        assert!(train("t", &articles, &messages, &TrainConfig::default(), |_, _, _| {}).unwrap().is_none());
+        assert!(train("t", &articles, &messages, &[], &TrainConfig::default(), |_, _, _| {}).unwrap().is_none());
     }
 }

@@ -127,10 +127,13 @@ const DEMO_INTENTS: &str = "intent:demo";
 const DEMO_KOREAN_WEIGHT: usize = 10;
 
 /// The demo tenant's retrieval adapter, trained once from the demo messages
-/// (the same as the intent model's) and kept in the Store. Search is
+/// (the same as the intent model's) and kept in the Store (again when the
+/// stored one is of an older format). Search is
 /// zero-shot until it is ready; later starts find it in the Store.
 async fn demo_adapter(store: &Arc<dyn Store>, kb: &aicc_search::KnowledgeBase, tenant: Uuid) -> anyhow::Result<()> {
-    if store.latest_kb_adapter(tenant).await?.is_some() || store.kb_live_version(tenant).await?.is_none() {
+    // One of an older format is retrained (the demo's data have not changed, its training has).
+    let stored = store.latest_kb_adapter(tenant).await?;
+    if stored.is_some_and(|a| aicc_search::adapter::is_current(&a.meta)) || store.kb_live_version(tenant).await?.is_none() {
         return Ok(());
     }
     let mut messages = Vec::new();
