@@ -224,6 +224,10 @@ export class AssistPanel {
     const { t } = this.app;
     const list = (items) =>
       items && items.length ? h("ul", {}, items.map((x) => h("li", {}, String(x)))) : h("p", { class: "muted" }, t("none"));
+    // Steps are said in the dashboard's language; `tried`/`next_step` are
+    // the server's English (summaries stored before steps existed).
+    const reason = (d) => (t(`reason_${d}`) === `reason_${d}` ? d : t(`reason_${d}`)); // a known handoff code, or free text
+    const step = (x) => t(`step_${x.kind}`, { q: x.quote || "", d: x.kind === "bot_answered" ? x.detail || "" : reason(x.detail || "") });
     let body;
     if (!s) body = h("p", { class: "muted" }, t("none"));
     else if (typeof s === "string") body = h("p", {}, s);
@@ -232,9 +236,9 @@ export class AssistPanel {
         "dl",
         {},
         h("dt", {}, t("summary_problem")), h("dd", { "data-aicc": "summary-problem" }, s.problem || t("none")),
-        h("dt", {}, t("summary_tried")), h("dd", {}, list(s.tried)),
+        h("dt", {}, t("summary_tried")), h("dd", {}, list(s.steps ? s.steps.map(step) : s.tried)),
         h("dt", {}, t("summary_open")), h("dd", {}, list(s.open_questions)),
-        h("dt", {}, t("summary_next")), h("dd", { "data-aicc": "summary-next" }, s.next_step || t("none")),
+        h("dt", {}, t("summary_next")), h("dd", { "data-aicc": "summary-next" }, s.next ? step(s.next) : s.next_step || t("none")),
       );
     return h(
       "section",

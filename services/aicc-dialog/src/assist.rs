@@ -34,11 +34,59 @@ pub struct Summary {
     pub language: String,
     /// The customer's first real question (and its intent).
     pub problem: String,
-    /// What the bot and agents did so far, oldest first.
+    /// What the bot and agents did so far, oldest first, in English.
     pub tried: Vec<String>,
+    /// The same as `tried`, structured, for a dashboard to say in its language.
+    pub steps: Vec<Step>,
     /// Customer messages nobody has answered yet.
     pub open_questions: Vec<String>,
+    /// In English; `next` is the same, structured.
     pub next_step: String,
+    pub next: Step,
+}
+
+/// One thing done, or to do, in a form a dashboard translates: `kind` picks
+/// the sentence, `quote` (a customer's or agent's words, already quoted) and
+/// `detail` (articles cited, a handoff or queue reason) fill it.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Step {
+    /// Done: `bot_answered`, `bot_clarified`, `bot_failed`, `bot_handed_over`,
+    /// `queued`, `assigned`, `released`, `agent_replied`. To do:
+    /// `claim_and_answer`, `claim_and_ask`, `answer`, `confirm_and_close`,
+    /// `bot_handling`, `closed`.
+    pub kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quote: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+impl Step {
+    fn new(kind: &'static str, quote: Option<String>, detail: Option<String>) -> Self {
+        Step { kind, quote, detail }
+    }
+
+    /// The English sentence (`tried`, `next_step`).
+    pub fn english(&self) -> String {
+        let q = self.quote.as_deref().unwrap_or("");
+        let d = self.detail.as_deref().unwrap_or("");
+        match self.kind {
+            "bot_answered" => format!("Bot answered {q} from {d}"),
+            "bot_clarified" => format!("Bot asked which topic {q} meant"),
+            "bot_failed" => format!("Bot could not answer {q}"),
+            "bot_handed_over" => format!("Bot handed over ({d})"),
+            "queued" => format!("Queued for an agent: {d}"),
+            "assigned" => "An agent took the conversation".into(),
+            "released" => "Released back to the bot".into(),
+            "agent_replied" => format!("Agent replied {q}"),
+            "claim_and_answer" => format!("Claim the conversation and answer {q}"),
+            "claim_and_ask" => "Claim the conversation and ask how you can help".into(),
+            "answer" => format!("Answer {q}"),
+            "confirm_and_close" => "Check that the customer's problem is solved, then close".into(),
+            "bot_handling" => "The bot is handling the conversation".into(),
+            _ => "Nothing: the conversation is closed".into(),
+        }
+    }
 }
 
 fn quote(text: &str) -> String {
@@ -80,32 +128,33 @@ pub fn summarize(conv: &Conversation, messages: &[Message], events: &[Event]) ->
         },
         None => "No message from the customer yet.".into(),
     };
-    let mut tried = Vec::new();
+    let mut steps: Vec<Step> = Vec::new();
     for e in events {
         let d = &e.data;
-        let line = match (e.kind.as_str(), d["path"].as_str()) {
+        let said = || Some(quote(d["text"].as_str().unwrap_or("")));
+        let step = match (e.kind.as_str(), d["path"].as_str()) {
             (TURN_EVENT, Some("direct" | "rag")) => {
                 let cited = d["citations"].as_array().map(|c| c.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", ")).unwrap_or_default();
-                Some(format!("Bot answered {} from {cited}", quote(d["text"].as_str().unwrap_or(""))))
+                Some(Step::new("bot_answered", said(), Some(cited)))
             }
-            (TURN_EVENT, Some("clarify")) => Some(format!("Bot asked which topic {} meant", quote(d["text"].as_str().unwrap_or("")))),
-            (TURN_EVENT, Some("dont_know")) => Some(format!("Bot could not answer {}", quote(d["text"].as_str().unwrap_or("")))),
-            (TURN_EVENT, Some("handoff")) => Some(format!("Bot handed over ({})", d["handoff"].as_str().unwrap_or("requested"))),
+            (TURN_EVENT, Some("clarify")) => Some(Step::new("bot_clarified", said(), None)),
+            (TURN_EVENT, Some("dont_know")) => Some(Step::new("bot_failed", said(), None)),
+            (TURN_EVENT, Some("handoff")) => Some(Step::new("bot_handed_over", None, Some(d["handoff"].as_str().unwrap_or("requested").into()))),
             ("conversation.queued", _) if d["reason"].as_str().is_some_and(|r| !r.is_empty()) => {
-                Some(format!("Queued for an agent: {}", d["reason"].as_str().unwrap_or("")))
+                Some(Step::new("queued", None, d["reason"].as_str().map(str::to_string)))
             }
-            ("conversation.assigned", _) => Some("An agent took the conversation".into()),
-            ("conversation.bot", _) => Some("Released back to the bot".into()),
+            ("conversation.assigned", _) => Some(Step::new("assigned", None, None)),
+            ("conversation.bot", _) => Some(Step::new("released", None, None)),
             _ => None,
         };
-        if let Some(l) = line {
-            if tried.last() != Some(&l) {
-                tried.push(l);
+        if let Some(step) = step {
+            if steps.last() != Some(&step) {
+                steps.push(step);
             }
         }
     }
     for m in messages.iter().filter(|m| m.sender == Sender::Agent).rev().take(3).collect::<Vec<_>>().into_iter().rev() {
-        tried.push(format!("Agent replied {}", quote(&m.text)));
+        steps.push(Step::new("agent_replied", Some(quote(&m.text)), None));
     }
     // Unanswered: customer messages after the last reply of a human (or,
     // before any, after the bot's last answer that did not fail).
@@ -120,19 +169,24 @@ pub fn summarize(conv: &Conversation, messages: &[Message], events: &[Event]) ->
     if open_questions.len() > 3 {
         open_questions.drain(..open_questions.len() - 3);
     }
-    let next_step = match conv.status {
-        ConversationStatus::Queued => match open_questions.last() {
-            Some(q) => format!("Claim the conversation and answer {q}"),
-            None => "Claim the conversation and ask how you can help".into(),
-        },
-        ConversationStatus::Assigned => match open_questions.last() {
-            Some(q) => format!("Answer {q}"),
-            None => "Check that the customer's problem is solved, then close".into(),
-        },
-        ConversationStatus::Bot => "The bot is handling the conversation".into(),
-        ConversationStatus::Closed => "Nothing: the conversation is closed".into(),
+    let last = open_questions.last().cloned();
+    let next = match conv.status {
+        ConversationStatus::Queued if last.is_some() => Step::new("claim_and_answer", last, None),
+        ConversationStatus::Queued => Step::new("claim_and_ask", None, None),
+        ConversationStatus::Assigned if last.is_some() => Step::new("answer", last, None),
+        ConversationStatus::Assigned => Step::new("confirm_and_close", None, None),
+        ConversationStatus::Bot => Step::new("bot_handling", None, None),
+        ConversationStatus::Closed => Step::new("closed", None, None),
     };
-    Summary { language: lang.as_str().into(), problem, tried, open_questions, next_step }
+    Summary {
+        language: lang.as_str().into(),
+        problem,
+        tried: steps.iter().map(Step::english).collect(),
+        steps,
+        open_questions,
+        next_step: next.english(),
+        next,
+    }
 }
 
 impl Dialog {
@@ -241,6 +295,9 @@ mod tests {
         assert_eq!(s.problem, "“카드를 신청했는데 2주째 안 와요” (card_arrival)", "greetings are not the problem");
         assert_eq!(s.tried[0], "Bot answered “카드를 신청했는데 2주째 안 와요” from faq-card_arrival-ko");
         assert_eq!(s.tried[1], "Bot handed over (requested)");
+        assert_eq!(s.steps[0], Step::new("bot_answered", Some("“카드를 신청했는데 2주째 안 와요”".into()), Some("faq-card_arrival-ko".into())));
+        assert_eq!(s.steps[1], Step::new("bot_handed_over", None, Some("requested".into())));
+        assert_eq!(s.next.kind, "claim_and_answer");
         assert_eq!(s.open_questions, ["“상담원 연결해 주세요”", "“배송 주소를 바꿀 수 있나요?”"]);
         assert!(s.next_step.starts_with("Claim the conversation and answer “배송 주소"), "{}", s.next_step);
 
@@ -251,6 +308,9 @@ mod tests {
         assert!(s.open_questions.is_empty(), "the agent answered");
         assert_eq!(s.tried.last().unwrap(), "Agent replied “네, 앱에서 바꾸실 수 있습니다.”");
         assert_eq!(s.next_step, "Check that the customer's problem is solved, then close");
+        assert_eq!(s.next, Step::new("confirm_and_close", None, None));
+        assert_eq!(s.steps.last().unwrap().quote.as_deref(), Some("“네, 앱에서 바꾸실 수 있습니다.”"));
+        assert_eq!(s.steps.len(), s.tried.len());
     }
 
     #[test]

@@ -111,6 +111,8 @@ export default async function (ctx) {
     const intent = await view.locator('[data-aicc="assist-intent"]').textContent();
     expect(hits > 0, "the assist panel lists knowledge hits");
     expect(summary.includes(ASK_HUMAN) || summary.includes(WHILE_WAITING.slice(0, 10)), `the summary quotes the customer: ${summary}`);
+    expect(/봇이|상담원|답하세요/.test(summary) && !/Bot answered|Bot handed over|Claim the conversation|Answer “/.test(summary),
+      `the summary speaks the dashboard's language (Korean): ${summary}`);
     await ctx.shot(page, "agent-assist");
 
     // 6. One click sends the draft as the agent (read and clicked together, so
