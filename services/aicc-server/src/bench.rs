@@ -68,8 +68,11 @@ async fn start_server() -> anyhow::Result<Target> {
         .env("AICC_BIND", "127.0.0.1:0")
         .env("AICC_DATA_DIR", &dir)
         .env("AICC_DEMO", "1")
-        // The real-time layer alone: its memory and latency figures exclude the models.
+        // The real-time layer alone: its memory and latency figures exclude
+        // the models, and no bot answers (nor hands over) the bench's messages.
         .env("AICC_EMBEDDER", "none")
+        .env("AICC_GENERATOR", "none")
+        .env("AICC_BOT", "0")
         .env("AICC_LOG", "warn")
         .env("AICC_WS_FRAMES_PER_10S", "1000000")
         .env("AICC_WIDGET_CONVERSATIONS_PER_MINUTE", "100000000")
