@@ -29,8 +29,8 @@ async fn redis_fans_out_across_replicas() {
         a.publish(&topic, json!(i)).await.unwrap();
     }
     for i in 0..50 {
-        assert_eq!(next(&mut on_a).await, BusEvent::Event(json!(i)), "local delivery on the publisher");
-        assert_eq!(next(&mut on_b).await, BusEvent::Event(json!(i)), "delivery on the other replica");
+        assert_eq!(next(&mut on_a).await, BusEvent::event(json!(i)), "local delivery on the publisher");
+        assert_eq!(next(&mut on_b).await, BusEvent::event(json!(i)), "delivery on the other replica");
     }
     assert!(quiet(&mut on_a).await, "the publisher does not get its own event twice");
     let tenant = Uuid::new_v4();
@@ -62,7 +62,7 @@ async fn redis_outage_keeps_local_delivery_and_signals_lag() {
     drop(redis);
     wait_until("both buses see Redis gone", || !a.is_healthy() && !b.is_healthy()).await;
     assert!(a.publish(&topic, json!("during outage")).await.is_err(), "the publisher is told Redis is down");
-    assert_eq!(next(&mut local).await, BusEvent::Event(json!("during outage")), "local subscribers still served");
+    assert_eq!(next(&mut local).await, BusEvent::event(json!("during outage")), "local subscribers still served");
     assert!(quiet(&mut remote).await);
 
     let _redis = PrivateRedis::start(port);
@@ -70,7 +70,7 @@ async fn redis_outage_keeps_local_delivery_and_signals_lag() {
     assert_eq!(next(&mut remote).await, BusEvent::Lagged, "the other replica is told to resync from the store");
     assert_eq!(next(&mut local).await, BusEvent::Lagged);
     a.publish(&topic, json!("after")).await.unwrap();
-    assert_eq!(next(&mut remote).await, BusEvent::Event(json!("after")));
+    assert_eq!(next(&mut remote).await, BusEvent::event(json!("after")));
 }
 
 /// `/readyz` reports the bus, and the server keeps serving while Redis is away.

@@ -205,7 +205,11 @@ impl Connection {
     }
 
     async fn send(&mut self, frame: Value) -> Result<(), Stop> {
-        match tokio::time::timeout(SEND_TIMEOUT, self.session.text(frame.to_string())).await {
+        self.send_text(frame.to_string()).await
+    }
+
+    async fn send_text(&mut self, text: String) -> Result<(), Stop> {
+        match tokio::time::timeout(SEND_TIMEOUT, self.session.text(text)).await {
             Ok(result) => Ok(result?),
             Err(_) => Err(Stop::Close(CloseCode::Other(CLOSE_SLOW_CONSUMER), "slow consumer")),
         }
@@ -422,7 +426,7 @@ impl Connection {
 
     async fn on_conversation_event(&mut self, id: Uuid, event: BusEvent) -> Result<(), Stop> {
         let Some(&last) = self.synced.get(&id) else { return Ok(()) };
-        let mut frame = match event {
+        let frame = match event {
             BusEvent::Lagged => {
                 // Missed signals: messages from the Store, and the status as it is now.
                 self.replay(id).await?;
@@ -437,6 +441,9 @@ impl Connection {
             }
             BusEvent::Event(frame) => frame,
         };
+        // Shared with the topic's other subscribers: read in place, copied
+        // only to drop the typing marker.
+        let frame: &Value = &frame;
         if frame.get("_from").and_then(Value::as_str) == Some(self.id.to_string().as_str()) {
             return Ok(()); // our own typing
         }
@@ -445,7 +452,7 @@ impl Connection {
             return match seq {
                 s if s <= last => Ok(()),
                 s if s == last + 1 => {
-                    self.send(frame).await?;
+                    self.send_text(frame.to_string()).await?;
                     self.synced.insert(id, s);
                     Ok(())
                 }
@@ -455,10 +462,14 @@ impl Connection {
         if frame["type"] == "assist" && matches!(self.who, Principal::Customer { .. }) {
             return Ok(()); // for agents only
         }
-        if let Some(obj) = frame.as_object_mut() {
-            obj.remove("_from");
+        if frame.get("_from").is_some() {
+            let mut frame = frame.clone();
+            if let Some(obj) = frame.as_object_mut() {
+                obj.remove("_from");
+            }
+            return self.send(frame).await;
         }
-        self.send(frame).await
+        self.send_text(frame.to_string()).await
     }
 
     async fn on_queue_event(&mut self, event: BusEvent) -> Result<(), Stop> {

@@ -32,7 +32,7 @@ impl Bus for InProcessBus {
     }
 
     async fn publish(&self, topic: &Topic, payload: serde_json::Value) -> Result<(), BusError> {
-        self.hub.deliver(&topic.key(), BusEvent::Event(payload));
+        self.hub.deliver(&topic.key(), BusEvent::event(payload));
         Ok(())
     }
 

@@ -85,7 +85,7 @@ async fn listen(
                     if envelope["o"].as_str() == Some(me.to_string().as_str()) {
                         continue; // ours: already delivered locally
                     }
-                    hub.deliver(key, BusEvent::Event(envelope["p"].clone()));
+                    hub.deliver(key, BusEvent::event(envelope["p"].clone()));
                 }
                 tracing::warn!("lost the Redis bus connection; reconnecting");
             }
@@ -135,7 +135,7 @@ impl Bus for RedisBus {
     async fn publish(&self, topic: &Topic, payload: serde_json::Value) -> Result<(), BusError> {
         let key = topic.key();
         let envelope = serde_json::json!({ "o": self.replica, "p": payload });
-        self.hub.deliver(&key, BusEvent::Event(payload));
+        self.hub.deliver(&key, BusEvent::event(payload));
         self.run::<()>(redis::cmd("PUBLISH").arg(format!("{CHANNEL_PREFIX}{key}")).arg(envelope.to_string())).await
     }
 

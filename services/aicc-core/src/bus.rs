@@ -45,10 +45,19 @@ impl Topic {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum BusEvent {
-    /// A published payload (a JSON server frame; the bus does not interpret it).
-    Event(serde_json::Value),
+    /// A published payload (a JSON server frame; the bus does not interpret
+    /// it), shared: every subscriber of a topic gets the same one, and each
+    /// topic's buffer holds a pointer, not a frame (10,000 open
+    /// conversations are 10,000 buffers).
+    Event(std::sync::Arc<serde_json::Value>),
     /// Events may have been missed: re-read the Store.
     Lagged,
+}
+
+impl BusEvent {
+    pub fn event(payload: serde_json::Value) -> Self {
+        BusEvent::Event(std::sync::Arc::new(payload))
+    }
 }
 
 pub type BusStream = Pin<Box<dyn futures_core::Stream<Item = BusEvent> + Send>>;
