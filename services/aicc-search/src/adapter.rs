@@ -159,7 +159,7 @@ pub fn train(
         }
     }
     let mut learned: Vec<String> = Vec::new();
-    let usable: Vec<(&[f32], &[usize])> = messages
+    let mut usable: Vec<(&[f32], &[usize])> = messages
         .iter()
         .filter(|(v, _, _)| v.len() == dim)
         .filter_map(|(v, intent, language)| {
@@ -177,7 +177,6 @@ pub fn train(
         return Ok(None);
     }
     let n_messages = usable.len();
-    let mut usable = usable;
     for (v, j) in questions.iter().filter(|(v, j)| v.len() == dim && *j < articles.len()) {
         if let Some(intent) = &articles[*j].1 {
             learned.push(intent.clone());

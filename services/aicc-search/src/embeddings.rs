@@ -117,6 +117,18 @@ impl EmbeddingCache {
             .map(|k| self.get(k).map(|v| v.to_vec()).ok_or_else(|| KbError::Failed("embedding missing after embedding".into())))
             .collect()
     }
+
+    /// Each article's own question as a query, with the article's index: the
+    /// adapter's `questions` (`adapter::train`).
+    pub async fn article_questions(
+        &self,
+        embedder: &dyn Embedder,
+        articles: &[aicc_core::Article],
+        progress: &(dyn Fn(usize, usize) + Send + Sync),
+    ) -> Result<Vec<(Vec<f32>, usize)>, KbError> {
+        let texts: Vec<String> = articles.iter().map(|a| a.question.clone()).collect();
+        Ok(self.embed_all(embedder, &texts, EmbedKind::Query, progress).await?.into_iter().zip(0..).collect())
+    }
 }
 
 /// Bulk indexing shares the model with live traffic: a full queue means wait

@@ -202,10 +202,7 @@ impl Kb {
         let message_texts: Vec<String> = messages.iter().map(|(t, _)| t.clone()).collect();
         let message_vectors =
             cache.embed_all(embedder.as_ref(), &message_texts, EmbedKind::Query, &|d, t| progress("messages", d, t)).await?;
-        let question_texts: Vec<String> = articles.iter().map(|a| a.question.clone()).collect();
-        let question_vectors =
-            cache.embed_all(embedder.as_ref(), &question_texts, EmbedKind::Query, &|d, t| progress("questions", d, t)).await?;
-        let questions: Vec<(Vec<f32>, usize)> = question_vectors.into_iter().zip(0..).collect();
+        let questions = cache.article_questions(embedder.as_ref(), &articles, &|d, t| progress("questions", d, t)).await?;
         let labelled: Vec<(Vec<f32>, Option<String>, String)> =
             vectors.into_iter().zip(&articles).map(|(v, a)| (v, a.intent.clone(), a.language.clone())).collect();
         let examples: Vec<(Vec<f32>, String, Option<String>)> = message_vectors

@@ -270,9 +270,7 @@ pub async fn eval(args: EvalArgs, settings: &Settings) -> anyhow::Result<Value> 
         .map(|(v, q)| (v, q.intent.clone(), Some(q.language.clone().unwrap_or_else(|| aicc_search::import::detect_language(&q.text)))))
         .collect();
     // The articles' own questions too, as the server trains (KnowledgeBase::train_adapter).
-    let question_texts: Vec<String> = index.articles.iter().map(|a| a.question.clone()).collect();
-    let questions: Vec<(Vec<f32>, usize)> =
-        cache.embed_all(embedder.as_ref(), &question_texts, EmbedKind::Query, &|_, _| {}).await?.into_iter().zip(0..).collect();
+    let questions = cache.article_questions(embedder.as_ref(), &index.articles, &|_, _| {}).await?;
     let t = Instant::now();
     let trained = adapter::train(embedder.name(), &articles, &messages, &questions, &TrainConfig::default(), |epoch, loss, r1| {
         eprintln!("adapter epoch {epoch}: loss {loss:.4}, held-out recall@1 {r1:.4}");
