@@ -111,6 +111,7 @@ fn streaming_detokenisation_never_splits_a_korean_character() {
 /// Collects what a `LocalModel` produces, without a worker thread.
 #[derive(Default)]
 struct Collect {
+    tag: usize,
     text: String,
     end: Option<GenEvent>,
 }
@@ -165,8 +166,94 @@ fn prefix_cache_reuses_the_shared_prompt_and_changes_nothing() {
     assert!(!a1.is_empty());
 }
 
+/// Conversations decoded as one batch each get the tokens they get alone
+/// (the projections run over the whole batch, attention per conversation;
+/// K-quant rows go through the same block dot products either way), and one
+/// that ends leaves the others running.
+#[test]
+fn batched_decoding_gives_each_conversation_what_it_gets_alone() {
+    let mut model = LocalModel::load(QWEN.0, &model_path(QWEN), &LocalOptions { context_tokens: 1024, cache_slots: 3 }).unwrap();
+    let questions = ["카드를 잃어버렸어요. 어떻게 해야 하나요?", "How do I reset my online banking password?", "What is the capital of France?"];
+    let prompts: Vec<Vec<u32>> = questions.iter().map(|q| model.prompt_ids(&[ChatMessage::user(*q)]).unwrap()).collect();
+    let sampling = |i: usize| Sampling { max_tokens: [10, 16, 6][i], ..Sampling::default() };
+    let alone: Vec<String> = (0..3)
+        .map(|i| {
+            model.clear_cache();
+            let mut sink = Collect::default();
+            model.generate_ids(&prompts[i], &sampling(i), true, Duration::ZERO, &mut sink).unwrap();
+            sink.text
+        })
+        .collect();
+
+    model.clear_cache();
+    let mut batch: Vec<_> =
+        (0..3).map(|i| model.start(&prompts[i], &sampling(i), true, Duration::ZERO, Collect { tag: i, ..Collect::default() }).unwrap()).collect();
+    assert_eq!(model.free_slots(), 0);
+    assert!(model.start(&prompts[0], &sampling(0), true, Duration::ZERO, Collect::default()).is_err(), "every slot runs");
+    let mut together = vec![String::new(); 3];
+    let mut order = Vec::new();
+    while !batch.is_empty() {
+        for (sink, outcome) in model.step(&mut batch) {
+            let outcome = outcome.unwrap();
+            assert_eq!(outcome.usage.completion_tokens, sampling(sink.tag).max_tokens);
+            assert!(matches!(sink.end, Some(GenEvent::End { .. })));
+            order.push(sink.tag);
+            together[sink.tag] = sink.text;
+        }
+    }
+    assert_eq!(order, [2, 0, 1], "the shortest answer leaves first");
+    assert_eq!(together, alone);
+    assert!(alone.iter().all(|t| !t.is_empty()), "{alone:?}");
+    assert_eq!(model.free_slots(), 3);
+}
+
+/// Requests that arrive together run together: every one streams its
+/// first token before any has finished, and each gets its own answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_decode_together() {
+    let generator = smol_worker_with(4, 4);
+    let request = |q: &str| GenRequest {
+        messages: vec![ChatMessage::user(q)],
+        sampling: Sampling { max_tokens: 24, ..Sampling::default() },
+    };
+    let questions = ["What is the capital of France?", "Name three colours.", "Count from 1 to 10."];
+    let run = |q: &'static str| {
+        let started = generator.generate(request(q));
+        async move {
+            let mut stream = started.await.unwrap();
+            let (mut text, mut first, mut end) = (String::new(), None, None);
+            while let Some(event) = stream.next().await {
+                match event.unwrap() {
+                    GenEvent::Token { text: t } => {
+                        first.get_or_insert_with(Instant::now);
+                        text.push_str(&t);
+                    }
+                    GenEvent::End { .. } => end = Some(Instant::now()),
+                }
+            }
+            (text, first.unwrap(), end.unwrap())
+        }
+    };
+    let mut alone = Vec::new();
+    for q in questions {
+        alone.push(run(q).await.0);
+    }
+    let together = futures_util::future::join_all(questions.map(run)).await;
+    let last_first = together.iter().map(|r| r.1).max().unwrap();
+    let first_end = together.iter().map(|r| r.2).min().unwrap();
+    assert!(last_first < first_end, "a request waited for another to finish");
+    for ((text, _, _), alone) in together.iter().zip(&alone) {
+        assert_eq!(text, alone);
+    }
+}
+
 fn smol_worker(queue: usize) -> LocalGenerator {
-    let model = LocalModel::load(SMOL.0, &model_path(SMOL), &LocalOptions::default()).unwrap();
+    smol_worker_with(1, queue)
+}
+
+/// The test model behind a worker running up to `slots` requests at once.
+fn smol_worker_with(slots: usize, queue: usize) -> LocalGenerator {
+    let model = LocalModel::load(SMOL.0, &model_path(SMOL), &LocalOptions { cache_slots: slots, ..LocalOptions::default() }).unwrap();
     LocalGenerator::spawn(model, WorkerOptions { threads: 1, queue, max_queue_wait: Duration::from_secs(30) }).unwrap()
 }
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use aicc_core::settings::{GeneratorBackend, GeneratorSettings, Settings};
 use aicc_core::{ChatMessage, GenEvent, GenRequest, Generator, Sampling};
-use aicc_models::llm::{LocalGenerator, LocalModel, LocalOptions, RemoteGenerator, RemoteOptions, Sink, WorkerOptions};
+use aicc_models::llm::{LocalGenerator, LocalModel, LocalOptions, Outcome, RemoteGenerator, RemoteOptions, Sink, WorkerOptions};
 use anyhow::Context;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
@@ -113,6 +113,14 @@ pub struct BenchArgs {
     /// Measured runs after one warm-up run; the figures are their medians.
     #[arg(long, default_value_t = 3)]
     pub reps: usize,
+    /// Conversations generating at once, decoded as one batch (each its own
+    /// prompt of `--prompt-tokens`); adds the aggregate decode rate.
+    #[arg(long, default_value_t = 1)]
+    pub streams: usize,
+    /// Tokens of the prompt already in the cache before each run (a shared
+    /// system prefix): only the rest is prefilled.
+    #[arg(long, default_value_t = 0)]
+    pub cached_prefix: usize,
 }
 
 /// Collects nothing: the benchmark reads the outcome's timings.
@@ -137,45 +145,75 @@ pub async fn bench(args: BenchArgs, settings: &Settings) -> anyhow::Result<Value
     let threads = args.threads.unwrap_or(g.threads);
     aicc_models::llm::set_compute_threads(threads);
     g.context_tokens = g.context_tokens.max(args.prompt_tokens + args.max_tokens as usize + 8);
-    g.cache_slots = 1;
+    let streams = args.streams.max(1);
+    g.cache_slots = streams;
+    if args.cached_prefix >= args.prompt_tokens {
+        anyhow::bail!("--cached-prefix must be shorter than --prompt-tokens");
+    }
     let mut model = load_local(&settings.model_dir, &g).await?;
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
     let threads = pool.current_num_threads();
     // candle's own pool (the kernels) reads this once; report what it got.
     let threads = std::env::var("CANDLE_NUM_THREADS").ok().and_then(|t| t.parse().ok()).unwrap_or(threads);
-    let (prompt_tokens, max_tokens, reps) = (args.prompt_tokens, args.max_tokens, args.reps.max(1));
+    let (prompt_tokens, max_tokens, reps, prefix) = (args.prompt_tokens, args.max_tokens, args.reps.max(1), args.cached_prefix);
     let name = g.model.clone();
     tokio::task::spawn_blocking(move || {
         pool.install(|| -> anyhow::Result<Value> {
-            let prompt = bench_prompt(&model, prompt_tokens)?;
+            // Different prompts (each starts further into the text), so no
+            // stream reuses another's cache beyond the shared prefix.
+            let prompts =
+                (0..streams).map(|i| bench_prompt(&model, prompt_tokens, if i == 0 { 0 } else { prefix.max(1) + 37 * i }, prefix)).collect::<anyhow::Result<Vec<_>>>()?;
             let sampling = Sampling { max_tokens, ..Sampling::default() };
-            let mut runs = Vec::new();
+            let mut runs: Vec<Vec<Outcome>> = Vec::new();
             for rep in 0..=reps {
                 model.clear_cache();
-                let o = model.generate_ids(&prompt, &sampling, true, Duration::ZERO, &mut Discard)?;
+                if prefix > 0 {
+                    let one = Sampling { max_tokens: 1, ..Sampling::default() };
+                    model.generate_ids(&prompts[0][..prefix], &one, true, Duration::ZERO, &mut Discard)?;
+                }
+                let mut batch = Vec::with_capacity(streams);
+                for p in &prompts {
+                    batch.push(model.start(p, &sampling, true, Duration::ZERO, Discard)?);
+                }
+                let mut outcomes = Vec::with_capacity(streams);
+                while !batch.is_empty() {
+                    for (_, result) in model.step(&mut batch) {
+                        outcomes.push(result?);
+                    }
+                }
+                let o = &outcomes[0];
                 eprintln!(
-                    "{} run {rep}: prefill {:.0} ms, ttft {:.0} ms, decode {} tokens in {:.0} ms",
+                    "{} run {rep}: prefill {:.0} ms, ttft {:.0} ms, decode {} tokens in {:.0} ms ({} cached, {streams} streams)",
                     if rep == 0 { "warm-up" } else { "measured" },
                     o.timings.prefill_ms,
                     o.timings.ttft_ms,
                     o.usage.completion_tokens,
-                    o.timings.decode_ms
+                    o.timings.decode_ms,
+                    o.usage.cached_tokens,
                 );
                 if rep > 0 {
-                    runs.push(o);
+                    runs.push(outcomes);
                 }
             }
             let median = |mut v: Vec<f64>| {
                 v.sort_by(f64::total_cmp);
                 v[v.len() / 2]
             };
-            let prefill = median(runs.iter().map(|o| prompt_tokens as f64 / (o.timings.prefill_ms / 1000.0)).collect());
             // The first answer token comes out of the prefill; the rest are decode steps.
-            let decode = median(
-                runs.iter().map(|o| (o.usage.completion_tokens.saturating_sub(1)) as f64 / (o.timings.decode_ms / 1000.0)).collect(),
+            let decode_rate = |o: &Outcome| (o.usage.completion_tokens.saturating_sub(1)) as f64 / (o.timings.decode_ms / 1000.0);
+            let first = |run: &Vec<Outcome>| run[0];
+            // Every stream's prompt is prefilled in the same steps: all of them over the time of the last.
+            let prefill = median(
+                runs.iter()
+                    .map(|r| {
+                        let ms = r.iter().map(|o| o.timings.prefill_ms).fold(0.0, f64::max);
+                        (streams * (prompt_tokens - prefix)) as f64 / (ms / 1000.0)
+                    })
+                    .collect(),
             );
-            let ttft = median(runs.iter().map(|o| o.timings.ttft_ms).collect());
-            Ok(json!({
+            let decode = median(runs.iter().map(|r| decode_rate(&first(r))).collect());
+            let ttft = median(runs.iter().map(|r| first(r).timings.ttft_ms).collect());
+            let mut out = json!({
                 "model": name,
                 "threads": threads,
                 "prompt_tokens": prompt_tokens,
@@ -185,21 +223,35 @@ pub async fn bench(args: BenchArgs, settings: &Settings) -> anyhow::Result<Value
                 "ttft_ms": ttft.round(),
                 "peak_rss_bytes": peak_rss_bytes(),
                 "reps": reps,
-            }))
+            });
+            if prefix > 0 {
+                out["cached_prefix_tokens"] = json!(prefix);
+            }
+            if streams > 1 {
+                // The streams decode over the same steps: their rates add up.
+                out["streams"] = json!(streams);
+                out["aggregate_decode_tokens_per_s"] = json!(round1(median(runs.iter().map(|r| r.iter().map(decode_rate).sum()).collect())));
+                out["decode_tokens_per_s_slowest_stream"] =
+                    json!(round1(median(runs.iter().map(|r| r.iter().map(decode_rate).fold(f64::INFINITY, f64::min)).collect())));
+            }
+            Ok(out)
         })
     })
     .await?
 }
 
-/// Exactly `n` prompt tokens of ordinary bilingual FAQ text.
-fn bench_prompt(model: &LocalModel, n: usize) -> anyhow::Result<Vec<u32>> {
+/// Exactly `n` prompt tokens of ordinary bilingual FAQ text: the first
+/// `keep` of the text's start, then the text from token `skip` on.
+fn bench_prompt(model: &LocalModel, n: usize, skip: usize, keep: usize) -> anyhow::Result<Vec<u32>> {
     let faq = include_str!("../../../demo/faq.csv");
-    let mut ids = Vec::with_capacity(n);
-    while ids.len() < n {
+    let mut ids = Vec::with_capacity(n + skip);
+    while ids.len() < n + skip {
         ids.extend(model.tokenizer.encode(faq)?);
     }
-    ids.truncate(n);
-    Ok(ids)
+    let mut prompt = ids[..keep].to_vec();
+    prompt.extend_from_slice(&ids[keep.max(skip)..]);
+    prompt.truncate(n);
+    Ok(prompt)
 }
 
 fn round1(x: f64) -> f64 {

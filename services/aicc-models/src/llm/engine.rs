@@ -49,6 +49,8 @@ pub struct LocalModel {
     pub tokenizer: GgufTokenizer,
     template: ChatTemplate,
     slots: Vec<(KvCache, u64)>,
+    /// Slots a running sequence holds.
+    busy: Vec<bool>,
     clock: u64,
 }
 
@@ -60,14 +62,125 @@ pub struct Outcome {
     pub timings: Timings,
 }
 
+/// One generation in progress: its cache slot, where its prompt is, its
+/// sampler and text state, and its timings. Made by `LocalModel::start`,
+/// advanced by `LocalModel::step`.
+pub struct Sequence<S> {
+    pub sink: S,
+    slot: usize,
+    sampler: Sampler,
+    detok: Detokenizer,
+    stops: StopFilter,
+    /// The prompt, then the answer's ids.
+    history: Vec<u32>,
+    prompt_len: usize,
+    /// Prompt tokens in the cache so far (the reused prefix, then each chunk).
+    computed: usize,
+    reuse: usize,
+    budget: usize,
+    ignore_eos: bool,
+    completion: u32,
+    /// The last computed token's logits.
+    logits: Vec<f32>,
+    started: Instant,
+    queued: Duration,
+    prefill_ms: f64,
+    first_text: Option<Instant>,
+    first_token: Option<Instant>,
+}
+
+impl<S: Sink> Sequence<S> {
+    /// Samples the next token and streams the text it completes: `Ok(id)`
+    /// to compute it next, `Err(outcome)` when the sequence has ended (its
+    /// `End` sent, unless nobody listens any more).
+    fn sample(&mut self, tokenizer: &GgufTokenizer) -> Result<u32, Result<Outcome, LlmError>> {
+        let id = self.sampler.next(&mut self.logits, &self.history);
+        self.first_token.get_or_insert_with(Instant::now);
+        if !self.ignore_eos && tokenizer.is_end_of_generation(id) {
+            return Err(Ok(self.finish(tokenizer, FinishReason::Stop, false)));
+        }
+        self.completion += 1;
+        self.history.push(id);
+        match self.detok.push(tokenizer, id) {
+            Err(e) => return Err(Err(e)),
+            Ok(None) => {}
+            Ok(Some(piece)) => match self.stops.push(&piece) {
+                Filtered::Show(text) => {
+                    if !self.show(text) {
+                        return Err(Ok(cancelled(self.prompt_len, self.reuse)));
+                    }
+                }
+                Filtered::Stop(text) => {
+                    self.show(text);
+                    return Err(Ok(self.finish(tokenizer, FinishReason::Stop, true)));
+                }
+            },
+        }
+        if self.completion as usize >= self.budget {
+            return Err(Ok(self.finish(tokenizer, FinishReason::Length, false)));
+        }
+        if self.sink.cancelled() {
+            return Err(Ok(cancelled(self.prompt_len, self.reuse)));
+        }
+        Ok(id)
+    }
+
+    fn show(&mut self, text: String) -> bool {
+        if text.is_empty() {
+            return true;
+        }
+        self.first_text.get_or_insert_with(Instant::now);
+        self.sink.send(GenEvent::Token { text })
+    }
+
+    /// Sends what the detokenizer and the stop filter still hold, then `End`.
+    fn finish(&mut self, tokenizer: &GgufTokenizer, mut finish: FinishReason, stopped_by_string: bool) -> Outcome {
+        if !stopped_by_string {
+            let tail = self.detok.flush(tokenizer).ok().flatten().unwrap_or_default();
+            let tail = match self.stops.push(&tail) {
+                Filtered::Show(t) => t + &self.stops.finish(),
+                Filtered::Stop(t) => {
+                    finish = FinishReason::Stop;
+                    t
+                }
+            };
+            self.show(tail);
+        }
+        let now = Instant::now();
+        let first = self.first_text.or(self.first_token).unwrap_or(now);
+        let outcome = Outcome {
+            finish_reason: finish,
+            usage: Usage { prompt_tokens: self.prompt_len as u32, cached_tokens: self.reuse as u32, completion_tokens: self.completion },
+            timings: Timings {
+                queue_ms: ms(self.queued),
+                prefill_ms: self.prefill_ms,
+                ttft_ms: ms(self.queued) + ms(first - self.started),
+                decode_ms: ms(now - self.first_token.unwrap_or(now)),
+            },
+        };
+        self.sink.send(GenEvent::End { finish_reason: outcome.finish_reason, usage: outcome.usage, timings: outcome.timings });
+        outcome
+    }
+}
+
+impl<T: Sink + ?Sized> Sink for &mut T {
+    fn send(&mut self, event: GenEvent) -> bool {
+        (**self).send(event)
+    }
+    fn cancelled(&self) -> bool {
+        (**self).cancelled()
+    }
+}
+
 impl LocalModel {
     pub fn load(name: &str, path: &Path, options: &LocalOptions) -> Result<Self, LlmError> {
         let (model, content) = Transformer::load(path, options.context_tokens, &super::device())?;
         let meta = Meta::new(&content);
         let tokenizer = GgufTokenizer::from_meta(&meta)?;
         let template = ChatTemplate::detect(meta.opt_string("tokenizer.chat_template"), &tokenizer)?;
-        let slots = (0..options.cache_slots.max(1)).map(|_| (model.new_cache(), 0)).collect();
-        Ok(Self { name: name.to_string(), model, tokenizer, template, slots, clock: 0 })
+        let slots: Vec<_> = (0..options.cache_slots.max(1)).map(|_| (model.new_cache(), 0)).collect();
+        let busy = vec![false; slots.len()];
+        Ok(Self { name: name.to_string(), model, tokenizer, template, slots, busy, clock: 0 })
     }
 
     pub fn context_tokens(&self) -> usize {
@@ -101,8 +214,8 @@ impl LocalModel {
         self.generate_ids(&ids, &request.sampling, false, queued, sink)
     }
 
-    /// The generation loop on prompt ids. `ignore_eos` keeps decoding to
-    /// `max_tokens` (benchmarks).
+    /// One generation on prompt ids, alone, to the end. `ignore_eos` keeps
+    /// decoding to `max_tokens` (benchmarks).
     pub fn generate_ids(
         &mut self,
         prompt: &[u32],
@@ -111,7 +224,30 @@ impl LocalModel {
         queued: Duration,
         sink: &mut dyn Sink,
     ) -> Result<Outcome, LlmError> {
-        let started = Instant::now();
+        let mut batch = vec![self.start(prompt, sampling, ignore_eos, queued, sink)?];
+        loop {
+            if let Some((_, result)) = self.step(&mut batch).pop() {
+                return result;
+            }
+        }
+    }
+
+    /// Cache slots not held by a running sequence: how many more may start.
+    pub fn free_slots(&self) -> usize {
+        self.busy.iter().filter(|b| !**b).count()
+    }
+
+    /// Takes a free cache slot for `prompt` (reusing the longest cached
+    /// prefix) and returns the sequence, to be advanced by `step` together
+    /// with the others. Fails when the prompt does not fit or no slot is free.
+    pub fn start<S: Sink>(
+        &mut self,
+        prompt: &[u32],
+        sampling: &Sampling,
+        ignore_eos: bool,
+        queued: Duration,
+        sink: S,
+    ) -> Result<Sequence<S>, LlmError> {
         let context = self.context_tokens();
         if prompt.is_empty() {
             return Err(LlmError::Internal("empty prompt".into()));
@@ -119,112 +255,117 @@ impl LocalModel {
         if prompt.len() >= context {
             return Err(LlmError::ContextFull { needed: prompt.len() + 1, context });
         }
-        let budget = (sampling.max_tokens as usize).min(context - prompt.len());
-
         let slot = self.pick_slot(prompt)?;
+        self.busy[slot] = true;
         let cache = &mut self.slots[slot].0;
         // At least the last prompt token is computed: its logits start the answer.
         let reuse = common_prefix(&cache.tokens, prompt).min(prompt.len() - 1);
         cache.truncate(reuse);
-        let mut logits = Vec::new();
-        for chunk in prompt[reuse..].chunks(PREFILL_CHUNK) {
-            if sink.cancelled() {
-                return Ok(cancelled(prompt.len(), reuse));
-            }
-            logits = self.model.forward(chunk, cache)?;
-        }
-        let prefill_ms = ms(started.elapsed());
-
-        let mut sampler = Sampler::new(sampling);
-        let mut detok = Detokenizer::default();
-        let mut stops = StopFilter::new(&sampling.stop);
-        let mut history: Vec<u32> = prompt.to_vec();
-        let mut first_text: Option<Instant> = None;
-        let mut first_token: Option<Instant> = None;
-        let mut completion = 0u32;
-        let mut finish = FinishReason::Length;
-        let mut stopped_by_string = false;
-        let show = |text: String, sink: &mut dyn Sink, first_text: &mut Option<Instant>| -> bool {
-            if text.is_empty() {
-                return true;
-            }
-            first_text.get_or_insert_with(Instant::now);
-            sink.send(GenEvent::Token { text })
-        };
-        'decode: loop {
-            let id = sampler.next(&mut logits, &history);
-            first_token.get_or_insert_with(Instant::now);
-            if !ignore_eos && self.tokenizer.is_end_of_generation(id) {
-                finish = FinishReason::Stop;
-                break;
-            }
-            completion += 1;
-            history.push(id);
-            if let Some(piece) = detok.push(&self.tokenizer, id)? {
-                match stops.push(&piece) {
-                    Filtered::Show(text) => {
-                        if !show(text, sink, &mut first_text) {
-                            return Ok(cancelled(prompt.len(), reuse));
-                        }
-                    }
-                    Filtered::Stop(text) => {
-                        show(text, sink, &mut first_text);
-                        finish = FinishReason::Stop;
-                        stopped_by_string = true;
-                        break 'decode;
-                    }
-                }
-            }
-            if completion as usize >= budget {
-                break;
-            }
-            if sink.cancelled() {
-                return Ok(cancelled(prompt.len(), reuse));
-            }
-            logits = self.model.forward(&[id], cache)?;
-        }
-        if !stopped_by_string {
-            // Whatever the detokenizer and the stop filter still hold.
-            let tail = detok.flush(&self.tokenizer)?.unwrap_or_default();
-            let tail = match stops.push(&tail) {
-                Filtered::Show(t) => t + &stops.finish(),
-                Filtered::Stop(t) => {
-                    finish = FinishReason::Stop;
-                    t
-                }
-            };
-            show(tail, sink, &mut first_text);
-        }
-
-        let now = Instant::now();
-        let first = first_text.or(first_token).unwrap_or(now);
-        let outcome = Outcome {
-            finish_reason: finish,
-            usage: Usage { prompt_tokens: prompt.len() as u32, cached_tokens: reuse as u32, completion_tokens: completion },
-            timings: Timings {
-                queue_ms: ms(queued),
-                prefill_ms,
-                ttft_ms: ms(queued) + ms(first - started),
-                decode_ms: ms(now - first_token.unwrap_or(now)),
-            },
-        };
-        sink.send(GenEvent::End { finish_reason: outcome.finish_reason, usage: outcome.usage, timings: outcome.timings });
-        Ok(outcome)
+        Ok(Sequence {
+            sink,
+            slot,
+            sampler: Sampler::new(sampling),
+            detok: Detokenizer::default(),
+            stops: StopFilter::new(&sampling.stop),
+            history: prompt.to_vec(),
+            prompt_len: prompt.len(),
+            computed: reuse,
+            reuse,
+            budget: (sampling.max_tokens as usize).min(context - prompt.len()),
+            ignore_eos,
+            completion: 0,
+            logits: Vec::new(),
+            started: Instant::now(),
+            queued,
+            prefill_ms: 0.0,
+            first_text: None,
+            first_token: None,
+        })
     }
 
-    /// The slot sharing the longest prefix with `prompt`. When using it
-    /// would cut back a longer history (another conversation that shares
-    /// only the system prompt), the shared part is copied into the least
-    /// recently used slot instead, so both conversations keep their cache.
+    /// Advances every sequence of `batch` by one step, all in one forward
+    /// pass: a sequence still reading its prompt computes its next chunk of
+    /// it, the others sample a token (streamed to their sink) and compute
+    /// it. Sequences that end leave `batch` and come back with their outcome
+    /// (their `End` already sent) or their error; their slots are free again.
+    pub fn step<S: Sink>(&mut self, batch: &mut Vec<Sequence<S>>) -> Vec<(S, Result<Outcome, LlmError>)> {
+        let mut done = Vec::new();
+        let mut feeds: Vec<Vec<u32>> = Vec::with_capacity(batch.len());
+        let mut i = 0;
+        while i < batch.len() {
+            let seq = &mut batch[i];
+            let feed = if seq.computed < seq.prompt_len {
+                if seq.sink.cancelled() {
+                    Err(Ok(cancelled(seq.prompt_len, seq.reuse)))
+                } else {
+                    let end = (seq.computed + PREFILL_CHUNK).min(seq.prompt_len);
+                    Ok(seq.history[seq.computed..end].to_vec())
+                }
+            } else {
+                seq.sample(&self.tokenizer).map(|id| vec![id])
+            };
+            match feed {
+                Ok(feed) => {
+                    feeds.push(feed);
+                    i += 1;
+                }
+                Err(result) => {
+                    let seq = batch.remove(i);
+                    self.busy[seq.slot] = false;
+                    done.push((seq.sink, result));
+                }
+            }
+        }
+        if batch.is_empty() {
+            return done;
+        }
+        let forward = {
+            // Each sequence's own slot (distinct: `start` hands out free ones only).
+            let mut caches: Vec<Option<&mut KvCache>> = self.slots.iter_mut().map(|(c, _)| Some(c)).collect();
+            let mut segments: Vec<(&[u32], &mut KvCache)> =
+                batch.iter().zip(&feeds).map(|(seq, f)| (f.as_slice(), caches[seq.slot].take().expect("one sequence per slot"))).collect();
+            self.model.forward_segments(&mut segments)
+        };
+        match forward {
+            Ok(logits) => {
+                for ((seq, feed), logits) in batch.iter_mut().zip(&feeds).zip(logits) {
+                    seq.logits = logits;
+                    if seq.computed < seq.prompt_len {
+                        seq.computed += feed.len();
+                        if seq.computed == seq.prompt_len {
+                            seq.prefill_ms = ms(seq.started.elapsed());
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                for seq in batch.drain(..) {
+                    self.busy[seq.slot] = false;
+                    done.push((seq.sink, Err(LlmError::Internal(e.to_string()))));
+                }
+            }
+        }
+        done
+    }
+
+    /// The free slot to compute `prompt` in: the one sharing the longest
+    /// prefix with it. When using that would cut back a longer history
+    /// (another conversation that shares only the system prompt), or the
+    /// slot is running, the shared part is copied into the least recently
+    /// used free slot instead, so both conversations keep their cache.
     fn pick_slot(&mut self, prompt: &[u32]) -> Result<usize, LlmError> {
         self.clock += 1;
         let shared: Vec<usize> = self.slots.iter().map(|(c, _)| common_prefix(&c.tokens, prompt)).collect();
-        let best = (0..self.slots.len()).max_by_key(|&i| (shared[i], std::cmp::Reverse(self.slots[i].1))).unwrap_or(0);
-        let lru = (0..self.slots.len()).filter(|&i| i != best).min_by_key(|&i| self.slots[i].1);
-        let slot = match lru {
-            _ if shared[best] == 0 => (0..self.slots.len()).min_by_key(|&i| self.slots[i].1).unwrap_or(0),
+        let best =
+            (0..self.slots.len()).max_by_key(|&i| (shared[i], !self.busy[i], std::cmp::Reverse(self.slots[i].1))).unwrap_or(0);
+        let lru = |except: Option<usize>| {
+            (0..self.slots.len()).filter(|&i| !self.busy[i] && Some(i) != except).min_by_key(|&i| self.slots[i].1)
+        };
+        let in_place = !self.busy[best] && (shared[best] == 0 || shared[best] + 1 >= self.slots[best].0.len());
+        let slot = match lru(Some(best)) {
+            _ if shared[best] == 0 => lru(None).ok_or_else(no_free_slot)?,
             // Nothing (or just the last token) would be cut: continue in place.
-            _ if shared[best] + 1 >= self.slots[best].0.len() => best,
+            _ if in_place => best,
             Some(free) => {
                 let (src, dst) = if best < free {
                     let (a, b) = self.slots.split_at_mut(free);
@@ -236,11 +377,16 @@ impl LocalModel {
                 dst.copy_prefix(src, shared[best])?;
                 free
             }
-            None => best,
+            None if !self.busy[best] => best,
+            None => return Err(no_free_slot()),
         };
         self.slots[slot].1 = self.clock;
         Ok(slot)
     }
+}
+
+fn no_free_slot() -> LlmError {
+    LlmError::Internal("every cache slot is running a sequence".into())
 }
 
 fn cancelled(prompt: usize, reuse: usize) -> Outcome {

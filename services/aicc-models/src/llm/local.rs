@@ -7,7 +7,7 @@
 //! seen before the next token and ends the work.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -50,12 +50,12 @@ pub struct LocalGenerator {
     tokens: Arc<AtomicU64>,
 }
 
-struct ChannelSink<'a> {
-    events: &'a mpsc::Sender<Result<GenEvent, ModelError>>,
-    tokens: &'a AtomicU64,
+struct ChannelSink {
+    events: mpsc::Sender<Result<GenEvent, ModelError>>,
+    tokens: Arc<AtomicU64>,
 }
 
-impl Sink for ChannelSink<'_> {
+impl Sink for ChannelSink {
     fn send(&mut self, event: GenEvent) -> bool {
         if matches!(event, GenEvent::Token { .. }) {
             self.tokens.fetch_add(1, Ordering::Relaxed);
@@ -103,21 +103,7 @@ impl LocalGenerator {
                         tracing::warn!(error = %e, "generator warm-up failed");
                     }
                     drop(warm_tx);
-                    // Ends when every sender is gone (the generator was dropped).
-                    for job in rx {
-                        let queued = job.enqueued.elapsed();
-                        if job.events.is_closed() {
-                            continue;
-                        }
-                        if queued > max_wait {
-                            let _ = job.events.try_send(Err(ModelError::Overloaded));
-                            continue;
-                        }
-                        let mut sink = ChannelSink { events: &job.events, tokens: &counter };
-                        if let Err(e) = model.generate(&job.request, queued, &mut sink) {
-                            let _ = job.events.try_send(Err(e.into()));
-                        }
-                    }
+                    serve(&mut model, rx, max_wait, &counter);
                 })
             })
             .map_err(|e| ModelError::Unavailable(format!("cannot start the model thread: {e}")))?;
@@ -164,6 +150,64 @@ impl Generator for LocalGenerator {
             }
         }
         Err(ModelError::Unavailable("the model thread stopped".into()))
+    }
+}
+
+/// The model thread's loop: up to one sequence per free cache slot runs at
+/// a time, all of them advanced together one token per step (continuous
+/// batching: a request that arrives while others decode joins at the next
+/// step, and a finished one leaves). Ends when every sender is gone (the
+/// generator was dropped) and nothing runs.
+fn serve(model: &mut LocalModel, rx: Receiver<Job>, max_wait: Duration, tokens: &Arc<AtomicU64>) {
+    let mut running = Vec::new();
+    let mut open = true;
+    loop {
+        while open && model.free_slots() > 0 {
+            let job = if running.is_empty() {
+                match rx.recv() {
+                    Ok(job) => job,
+                    Err(_) => return,
+                }
+            } else {
+                match rx.try_recv() {
+                    Ok(job) => job,
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        open = false;
+                        break;
+                    }
+                }
+            };
+            let queued = job.enqueued.elapsed();
+            if job.events.is_closed() {
+                continue;
+            }
+            if queued > max_wait {
+                let _ = job.events.try_send(Err(ModelError::Overloaded));
+                continue;
+            }
+            let sink = ChannelSink { events: job.events.clone(), tokens: tokens.clone() };
+            let started = model
+                .prompt_ids(&job.request.messages)
+                .and_then(|ids| model.start(&ids, &job.request.sampling, false, queued, sink));
+            match started {
+                Ok(sequence) => running.push(sequence),
+                Err(e) => {
+                    let _ = job.events.try_send(Err(e.into()));
+                }
+            }
+        }
+        if running.is_empty() {
+            if open {
+                continue;
+            }
+            return;
+        }
+        for (sink, result) in model.step(&mut running) {
+            if let Err(e) = result {
+                let _ = sink.events.try_send(Err(e.into()));
+            }
+        }
     }
 }
 
