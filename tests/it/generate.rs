@@ -172,7 +172,7 @@ fn prefix_cache_reuses_the_shared_prompt_and_changes_nothing() {
 /// that ends leaves the others running.
 #[test]
 fn batched_decoding_gives_each_conversation_what_it_gets_alone() {
-    let mut model = LocalModel::load(QWEN.0, &model_path(QWEN), &LocalOptions { context_tokens: 1024, cache_slots: 3 }).unwrap();
+    let mut model = LocalModel::load(QWEN.0, &model_path(QWEN), &LocalOptions { context_tokens: 1024, cache_slots: 3, ..LocalOptions::default() }).unwrap();
     let questions = ["카드를 잃어버렸어요. 어떻게 해야 하나요?", "How do I reset my online banking password?", "What is the capital of France?"];
     let prompts: Vec<Vec<u32>> = questions.iter().map(|q| model.prompt_ids(&[ChatMessage::user(*q)]).unwrap()).collect();
     let sampling = |i: usize| Sampling { max_tokens: [10, 16, 6][i], ..Sampling::default() };
@@ -330,7 +330,7 @@ async fn a_full_queue_is_overloaded_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn default_model_answers_in_korean_and_in_english() {
-    let model = LocalModel::load(QWEN.0, &model_path(QWEN), &LocalOptions { context_tokens: 1024, cache_slots: 1 }).unwrap();
+    let model = LocalModel::load(QWEN.0, &model_path(QWEN), &LocalOptions { context_tokens: 1024, cache_slots: 1, ..LocalOptions::default() }).unwrap();
     let generator = LocalGenerator::spawn(model, WorkerOptions::default()).unwrap();
     let system = "You are the customer assistant of Hanbit Bank. Answer in the customer's language, in one sentence. \
                   Lost card: freeze it in the app (Cards > Freeze) or call 1588-0000.";

@@ -43,7 +43,7 @@ pub async fn load(settings: &Settings) -> anyhow::Result<Option<Arc<dyn Generato
 /// Pulls the model if missing (with the progress bar) and loads it.
 async fn load_local(model_dir: &std::path::Path, g: &GeneratorSettings) -> anyhow::Result<LocalModel> {
     let (name, model_dir) = (g.model.clone(), model_dir.to_path_buf());
-    let options = LocalOptions { context_tokens: g.context_tokens, cache_slots: g.cache_slots };
+    let options = LocalOptions { context_tokens: g.context_tokens, cache_slots: g.cache_slots, ..LocalOptions::default() };
     tokio::task::spawn_blocking(move || {
         let path = crate::models::pulled_file(&name, "generator", &model_dir)?;
         let t = Instant::now();

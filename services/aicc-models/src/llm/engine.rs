@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use aicc_core::{ChatMessage, FinishReason, GenEvent, GenRequest, Sampling, Timings, Usage};
 
 use super::gguf::Meta;
-use super::model::{KvCache, Transformer};
+use super::model::{Kernels, KvCache, Transformer};
 use super::sampler::Sampler;
 use super::template::ChatTemplate;
 use super::text::{Detokenizer, Filtered, StopFilter};
@@ -35,11 +35,12 @@ pub trait Sink {
 pub struct LocalOptions {
     pub context_tokens: usize,
     pub cache_slots: usize,
+    pub kernels: Kernels,
 }
 
 impl Default for LocalOptions {
     fn default() -> Self {
-        Self { context_tokens: 4096, cache_slots: 4 }
+        Self { context_tokens: 4096, cache_slots: 4, kernels: Kernels::from_env() }
     }
 }
 
@@ -174,7 +175,7 @@ impl<T: Sink + ?Sized> Sink for &mut T {
 
 impl LocalModel {
     pub fn load(name: &str, path: &Path, options: &LocalOptions) -> Result<Self, LlmError> {
-        let (model, content) = Transformer::load(path, options.context_tokens, &super::device())?;
+        let (model, content) = Transformer::load(path, options.context_tokens, options.kernels, &super::device())?;
         let meta = Meta::new(&content);
         let tokenizer = GgufTokenizer::from_meta(&meta)?;
         let template = ChatTemplate::detect(meta.opt_string("tokenizer.chat_template"), &tokenizer)?;

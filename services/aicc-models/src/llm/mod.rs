@@ -5,6 +5,7 @@
 
 pub mod engine;
 pub mod gguf;
+pub mod kquant;
 pub mod local;
 pub mod model;
 pub mod remote;
@@ -14,6 +15,7 @@ pub mod text;
 pub mod tokenizer;
 
 pub use engine::{LocalModel, LocalOptions, Outcome, Sink};
+pub use model::Kernels;
 pub use local::{set_compute_threads, LocalGenerator, WorkerOptions};
 pub use remote::{RemoteGenerator, RemoteOptions};
 pub use template::ChatTemplate;

@@ -16,6 +16,7 @@ use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Tensor};
 
 use super::gguf::Meta;
+use super::kquant;
 use super::LlmError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,7 +163,7 @@ fn buffers<'a>(
 
 impl Transformer {
     /// Loads a llama or qwen2 GGUF; `max_context` bounds the positions used.
-    pub fn load(path: &Path, max_context: usize, device: &Device) -> Result<(Self, Content), LlmError> {
+    pub fn load(path: &Path, max_context: usize, kernels: Kernels, device: &Device) -> Result<(Self, Content), LlmError> {
         let mut reader = BufReader::new(File::open(path).map_err(|e| LlmError::Io(format!("{}: {e}", path.display())))?);
         let content = Content::read(&mut reader).map_err(|e| LlmError::Format(format!("{}: {e}", path.display())))?;
         let meta = Meta::new(&content);
@@ -205,10 +206,10 @@ impl Transformer {
         let embed = Arc::new(tensor("token_embd.weight")?);
         let norm = tensor("output_norm.weight")?.dequantize(device)?;
         let output = if content.tensor_infos.contains_key("output.weight") {
-            Linear::new(Arc::new(tensor("output.weight")?), dequantize_legacy, device)?
+            Linear::new(Arc::new(tensor("output.weight")?), dequantize_legacy, kernels, device)?
         } else {
             // Tied embeddings: the output projection is the embedding table.
-            Linear::new(embed.clone(), dequantize_legacy, device)?
+            Linear::new(embed.clone(), dequantize_legacy, kernels, device)?
         };
         let mut layers = Vec::with_capacity(config.layers);
         for i in 0..config.layers {
@@ -221,7 +222,7 @@ impl Transformer {
                 }
             };
             let (q_bias, k_bias, v_bias) = (bias("attn_q.bias")?, bias("attn_k.bias")?, bias("attn_v.bias")?);
-            let mut mm = |n: &str| -> Result<Linear, LlmError> { Linear::new(Arc::new(tensor(&p(n))?), dequantize_legacy, device) };
+            let mut mm = |n: &str| -> Result<Linear, LlmError> { Linear::new(Arc::new(tensor(&p(n))?), dequantize_legacy, kernels, device) };
             layers.push(Layer {
                 q: mm("attn_q.weight")?,
                 k: mm("attn_k.weight")?,
@@ -363,39 +364,77 @@ fn is_legacy(dtype: GgmlDType) -> bool {
     matches!(dtype, GgmlDType::Q4_0 | GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1 | GgmlDType::Q8_0 | GgmlDType::Q8_1)
 }
 
-/// A weight for `x · wᵀ`. K-quant blocks stay quantized: one token at a
-/// time (decode) runs candle's plain block dot products on the compact
-/// blocks, which read half the bytes of the tiles candle repacks Q4_K into
-/// (decode is memory-bound); several tokens (prefill, or a batched decode
-/// step of several conversations) take `QMatMul`, whose repacked tiles reuse
-/// each weight across rows: four conversations decode at 3.6 times one
-/// conversation's rate that way, and at 1.8 times on the compact blocks
-/// (docs/benchmarks.md). Legacy blocks become f32 when `dequantize_legacy`.
+/// Which kernels run the K-quant (Q4_K, Q6_K) weights on the CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Kernels {
+    /// Ours (`kquant`), on the GGUF blocks for any number of rows: the
+    /// weights are in memory once.
+    #[default]
+    Own,
+    /// candle's: its block dot products for one row, its repacked tiles
+    /// (AMX or VNNI, built at first use beside the blocks) for several.
+    Candle,
+}
+
+impl Kernels {
+    /// `AICC_LLM_KERNELS=candle` picks candle's (to compare); anything else ours.
+    pub fn from_env() -> Self {
+        match std::env::var("AICC_LLM_KERNELS").as_deref() {
+            Ok("candle") => Kernels::Candle,
+            _ => Kernels::Own,
+        }
+    }
+}
+
+/// A weight for `x · wᵀ`. Legacy blocks become f32 when `dequantize_legacy`.
+/// K-quant blocks stay quantized, on the CPU through `Kernels`:
+/// - `Own`: `kquant` for every row count, on the blocks as they are.
+/// - `Candle`: one row (decode) through candle's block dot products on the
+///   compact blocks, which read half the bytes of the tiles candle repacks
+///   Q4_K into (decode is memory-bound); several rows (prefill, or a batched
+///   decode step) through `QMatMul`, whose repacked tiles reuse each weight
+///   across rows, at the price of a second and third copy of the weights.
 pub(crate) struct Linear {
     matmul: QMatMul,
-    compact: Option<Arc<QTensor>>,
+    blocks: Option<(Arc<QTensor>, Kernels)>,
 }
 
 impl Linear {
-    fn new(t: Arc<QTensor>, dequantize_legacy: bool, device: &Device) -> Result<Self, LlmError> {
+    fn new(t: Arc<QTensor>, dequantize_legacy: bool, kernels: Kernels, device: &Device) -> Result<Self, LlmError> {
         if dequantize_legacy && is_legacy(t.dtype()) {
-            return Ok(Self { matmul: QMatMul::Tensor(t.dequantize(device)?), compact: None });
+            return Ok(Self { matmul: QMatMul::Tensor(t.dequantize(device)?), blocks: None });
         }
         // (CPU only: on a GPU the blocks live on the device.)
-        let compact = (device.is_cpu() && matches!(t.dtype(), GgmlDType::Q4K | GgmlDType::Q6K)).then(|| t.clone());
-        Ok(Self { matmul: QMatMul::from_arc(t)?, compact })
+        let blocks = (device.is_cpu() && matches!(t.dtype(), GgmlDType::Q4K | GgmlDType::Q6K)).then(|| (t.clone(), kernels));
+        Ok(Self { matmul: QMatMul::from_arc(t)?, blocks })
     }
 
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        match &self.compact {
-            Some(w) if x.dims2().is_ok_and(|(m, _)| m == 1) => gemv(w, x),
+        match &self.blocks {
+            Some((w, Kernels::Own)) => own(w, x),
+            Some((w, Kernels::Candle)) if x.dims2().is_ok_and(|(m, _)| m == 1) => gemv(w, x),
             _ => self.matmul.forward(x),
         }
     }
 }
 
-/// (m, k) · (n, k)ᵀ on the GGUF blocks as they are (used for m = 1: for
-/// prefill candle's repacked tiles are 2.5× faster here, 50 against 21 tok/s).
+/// (m, k) · (n, k)ᵀ on our K-quant kernels.
+fn own(w: &QTensor, x: &Tensor) -> candle_core::Result<Tensor> {
+    let (n, k) = w.shape().dims2()?;
+    let m = x.dims2()?.0;
+    let kind = match w.dtype() {
+        GgmlDType::Q4K => kquant::Kind::Q4K,
+        GgmlDType::Q6K => kquant::Kind::Q6K,
+        other => candle_core::bail!("no K-quant kernel for {other:?}"),
+    };
+    let lhs = x.flatten_all()?.to_vec1::<f32>()?;
+    let mut dst = vec![0f32; m * n];
+    kquant::matmul(kind, &w.data()?, n, k, &lhs, m, &mut dst);
+    Tensor::from_vec(dst, (m, n), x.device())
+}
+
+/// (m, k) · (n, k)ᵀ through candle's block dot products on the GGUF blocks
+/// as they are (used for m = 1 with `Kernels::Candle`).
 fn gemv(w: &QTensor, x: &Tensor) -> candle_core::Result<Tensor> {
     use candle_core::quantized::k_quants::{self, BlockQ4K, BlockQ6K, GgmlType};
     fn blocks<T: GgmlType>(bytes: &[u8]) -> &[T] {
@@ -459,6 +498,10 @@ mod tests {
     /// to int8 per block), with an outlier channel as real activations have.
     /// Seeded data, so the figure is the same every run.
     fn worst_error(dtype: GgmlDType, m: usize, k: usize, n: usize) -> f32 {
+        error_of(dtype, m, k, n, |q, x| QMatMul::from_qtensor(q).unwrap().forward(x).unwrap())
+    }
+
+    fn error_of(dtype: GgmlDType, m: usize, k: usize, n: usize, product: impl Fn(QTensor, &Tensor) -> Tensor) -> f32 {
         use rand::{Rng, SeedableRng};
         let dev = Device::Cpu;
         let mut rng = rand::rngs::StdRng::seed_from_u64((m * 31 + k * 7 + n) as u64);
@@ -471,7 +514,7 @@ mod tests {
             xv[r * k + 5] = 100.0;
         }
         let x = Tensor::from_vec(xv, (m, k), &dev).unwrap();
-        let fast = QMatMul::from_qtensor(q).unwrap().forward(&x).unwrap();
+        let fast = product(q, &x);
         let exact = x.matmul(&wd.t().unwrap()).unwrap();
         let norm = |t: &Tensor| t.sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap().sqrt();
         norm(&(fast - &exact).unwrap()) / norm(&exact)
@@ -486,6 +529,20 @@ mod tests {
                 }
                 let e = worst_error(dtype, m, k, n);
                 assert!(e < 0.06, "{dtype:?} m={m} k={k} n={n}: relative error {e}");
+            }
+        }
+    }
+
+    /// Our K-quant kernels on blocks that candle quantized: they read the
+    /// format as candle (and ggml) write it, and round activations no worse
+    /// than candle's kernels do (an outlier channel makes that error visible).
+    #[test]
+    fn own_kernels_read_candles_blocks() {
+        for dtype in [GgmlDType::Q4K, GgmlDType::Q6K] {
+            for (m, k, n) in [(1, 1536, 48), (13, 512, 32), (1, 256, 16)] {
+                let ours = error_of(dtype, m, k, n, |q, x| own(&q, x).unwrap());
+                let candle = worst_error(dtype, m, k, n);
+                assert!(ours < 0.06 && ours <= candle * 1.25 + 0.002, "{dtype:?} m={m} k={k} n={n}: relative error {ours}, candle's {candle}");
             }
         }
     }
