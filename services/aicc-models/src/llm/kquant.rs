@@ -22,13 +22,30 @@
 
 use rayon::prelude::*;
 
-const QK: usize = 256;
+/// `$body` once for each `$i` in `0..$t` (`$t` a constant ≤ 8), unrolled, so
+/// that arrays indexed by `$i` can live in registers.
+macro_rules! each_token {
+    ($t:expr, $i:ident, $body:block) => {{
+        debug_assert!($t <= 8);
+        if $t > 0 { let $i = 0; $body }
+        if $t > 1 { let $i = 1; $body }
+        if $t > 2 { let $i = 2; $body }
+        if $t > 3 { let $i = 3; $body }
+        if $t > 4 { let $i = 4; $body }
+        if $t > 5 { let $i = 5; $body }
+        if $t > 6 { let $i = 6; $body }
+        if $t > 7 { let $i = 7; $body }
+    }};
+}
+pub(super) use each_token;
+
+pub(super) const QK: usize = 256;
 pub const Q4K_BYTES: usize = 144;
 pub const Q6K_BYTES: usize = 210;
 /// Tokens computed together against one unpacked weight block.
-const TOKENS: usize = 8;
+pub(super) const TOKENS: usize = 8;
 /// Weight bytes a task keeps hot in L2 while every token passes over them.
-const TASK_BYTES: usize = 96 << 10;
+pub(super) const TASK_BYTES: usize = 96 << 10;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -45,7 +62,7 @@ impl Kind {
     }
 
     /// Sub-block length: the activation sums the correction term needs.
-    fn group(self) -> usize {
+    pub(super) fn group(self) -> usize {
         match self {
             Kind::Q4K => 32,
             Kind::Q6K => 16,
@@ -70,13 +87,13 @@ pub fn fast_path() -> bool {
 
 /// `m` tokens' activations quantized for one weight kind.
 pub struct Activations {
-    kb: usize,
-    /// m·k int8, per block in the order the kernel reads (Q4_K: see `q4k_order`).
-    q: Vec<i8>,
+    pub(super) kb: usize,
+    /// m·k int8, per block in the order the kernel reads (Q4_K rows: see `q4k_order`).
+    pub(super) q: Vec<i8>,
     /// m·kb block scales.
-    d: Vec<f32>,
+    pub(super) d: Vec<f32>,
     /// m·(k / group): `da·Σ q` over each sub-block, in natural order.
-    sums: Vec<f32>,
+    pub(super) sums: Vec<f32>,
 }
 
 /// Where activation `i` of a block goes for Q4_K: each 128 is stored as
@@ -91,9 +108,13 @@ fn q4k_order(i: usize) -> usize {
 
 impl Activations {
     pub fn quantize(x: &[f32], m: usize, k: usize, kind: Kind) -> Self {
+        Self::quantize_as(x, m, k, kind.group(), kind == Kind::Q4K)
+    }
+
+    /// With activation sums per `group`, in natural order or (`q4k_rows`) in `q4k_order`.
+    pub(super) fn quantize_as(x: &[f32], m: usize, k: usize, group: usize, q4k_rows: bool) -> Self {
         assert!(k % QK == 0 && x.len() == m * k, "activations of {m}×{k} with k a multiple of 256");
         let kb = k / QK;
-        let group = kind.group();
         let mut q = vec![0i8; m * k];
         let mut d = vec![0f32; m * kb];
         let mut sums = vec![0f32; m * k / group];
@@ -105,13 +126,12 @@ impl Activations {
                 sums[b * (QK / group) + j] = scale * s.iter().map(|&v| v as i32).sum::<i32>() as f32;
             }
             let out = &mut q[b * QK..(b + 1) * QK];
-            match kind {
-                Kind::Q4K => {
-                    for (o, src) in out.chunks_exact_mut(32).zip([0, 2, 1, 3, 4, 6, 5, 7]) {
-                        o.copy_from_slice(&block[src * 32..(src + 1) * 32]);
-                    }
+            if q4k_rows {
+                for (o, src) in out.chunks_exact_mut(32).zip([0, 2, 1, 3, 4, 6, 5, 7]) {
+                    o.copy_from_slice(&block[src * 32..(src + 1) * 32]);
                 }
-                Kind::Q6K => out.copy_from_slice(&block),
+            } else {
+                out.copy_from_slice(&block);
             }
         }
         Self { kb, q, d, sums }
@@ -189,12 +209,12 @@ pub fn matmul(kind: Kind, w: &[u8], n: usize, k: usize, x: &[f32], m: usize, out
 }
 
 #[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
+pub(super) struct SendPtr(pub(super) *mut f32);
 // SAFETY: the tasks write disjoint elements (see `matmul`).
 unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
 impl SendPtr {
-    fn get(self) -> *mut f32 {
+    pub(super) fn get(self) -> *mut f32 {
         self.0
     }
 }
@@ -255,7 +275,7 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 }
 
 #[inline(always)]
-fn f16(bytes: &[u8]) -> f32 {
+pub(super) fn f16(bytes: &[u8]) -> f32 {
     let h = u16::from_le_bytes([bytes[0], bytes[1]]) as u32;
     let (sign, exp, frac) = ((h & 0x8000) << 16, (h >> 10) & 0x1f, h & 0x3ff);
     let bits = match exp {
@@ -273,7 +293,7 @@ fn f16(bytes: &[u8]) -> f32 {
 
 /// Q4_K's 6-bit scales and mins of a block: (sc[0..8], m[0..8]) (ggml's `get_scale_min_k4`).
 #[inline(always)]
-fn q4k_scales(s: &[u8]) -> ([u8; 8], [u8; 8]) {
+pub(super) fn q4k_scales(s: &[u8]) -> ([u8; 8], [u8; 8]) {
     let (mut sc, mut mn) = ([0u8; 8], [0u8; 8]);
     for j in 0..8 {
         if j < 4 {
@@ -288,7 +308,7 @@ fn q4k_scales(s: &[u8]) -> ([u8; 8], [u8; 8]) {
 }
 
 /// A Q4_K block's 256 quants in natural order.
-fn q4k_quants(qs: &[u8]) -> [u8; QK] {
+pub(super) fn q4k_quants(qs: &[u8]) -> [u8; QK] {
     let mut v = [0u8; QK];
     for c in 0..4 {
         for j in 0..32 {
@@ -300,7 +320,7 @@ fn q4k_quants(qs: &[u8]) -> [u8; QK] {
 }
 
 /// A Q6_K block's 256 quants (0..63) in natural order (ggml's `dequantize_row_q6_K`).
-fn q6k_quants(ql: &[u8], qh: &[u8]) -> [u8; QK] {
+pub(super) fn q6k_quants(ql: &[u8], qh: &[u8]) -> [u8; QK] {
     let mut v = [0u8; QK];
     for n in 0..2 {
         let (ql, qh) = (&ql[n * 64..], &qh[n * 32..]);
@@ -422,7 +442,7 @@ unsafe fn q4k_row_avx512<const T: usize>(w: &[u8], act: &Activations, t0: usize,
         let w1 = _mm512_and_si512(_mm512_srli_epi16(qa, 4), low);
         let w2 = _mm512_and_si512(qb, low);
         let w3 = _mm512_and_si512(_mm512_srli_epi16(qb, 4), low);
-        for i in 0..T {
+        each_token!(T, i, {
             let tok = t0 + i;
             let a = act.q.as_ptr().add((tok * kb + b) * QK) as *const __m512i;
             let mut p = _mm512_madd_epi16(_mm512_maddubs_epi16(w0, _mm512_loadu_si512(a as *const _)), s0);
@@ -431,7 +451,7 @@ unsafe fn q4k_row_avx512<const T: usize>(w: &[u8], act: &Activations, t0: usize,
             p = _mm512_dpwssd_epi32(p, _mm512_maddubs_epi16(w3, _mm512_loadu_si512(a.add(3) as *const _)), s3);
             let scale = _mm512_set1_ps(d * *act.d.get_unchecked(tok * kb + b));
             acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), scale, acc[i]);
-        }
+        });
     }
     finish_avx512::<T>(&acc, act, corr, t0, out);
 }
@@ -477,7 +497,7 @@ unsafe fn q6k_row_avx512<const T: usize>(w: &[u8], act: &Activations, t0: usize,
             ws[n * 2] = _mm512_permutexvar_epi16(ids[n * 2], scales);
             ws[n * 2 + 1] = _mm512_permutexvar_epi16(ids[n * 2 + 1], scales);
         }
-        for i in 0..T {
+        each_token!(T, i, {
             let tok = t0 + i;
             let a = act.q.as_ptr().add((tok * kb + b) * QK) as *const __m512i;
             let mut p = _mm512_madd_epi16(_mm512_maddubs_epi16(wq[0], _mm512_loadu_si512(a as *const _)), ws[0]);
@@ -486,18 +506,18 @@ unsafe fn q6k_row_avx512<const T: usize>(w: &[u8], act: &Activations, t0: usize,
             }
             let scale = _mm512_set1_ps(d * *act.d.get_unchecked(tok * kb + b));
             acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), scale, acc[i]);
-        }
+        });
     }
     finish_avx512::<T>(&acc, act, corr, t0, out);
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
 
     /// Random blocks of a kind: random quants and scales, small f16 scales.
-    fn random_blocks(kind: Kind, n: usize, k: usize, rng: &mut impl Rng) -> Vec<u8> {
+    pub(in crate::llm) fn random_blocks(kind: Kind, n: usize, k: usize, rng: &mut impl Rng) -> Vec<u8> {
         let mut w = vec![0u8; n * (k / QK) * kind.block_bytes()];
         rng.fill(&mut w[..]);
         let f16_bits = |x: f32| -> [u8; 2] {
@@ -520,7 +540,7 @@ mod tests {
     }
 
     /// The weights as f32, straight from the formats' definitions.
-    fn dequantize(kind: Kind, w: &[u8]) -> Vec<f32> {
+    pub(in crate::llm) fn dequantize(kind: Kind, w: &[u8]) -> Vec<f32> {
         let mut out = Vec::new();
         for blk in w.chunks_exact(kind.block_bytes()) {
             match kind {
@@ -540,7 +560,7 @@ mod tests {
         out
     }
 
-    fn exact(wf: &[f32], x: &[f32], m: usize, n: usize, k: usize) -> Vec<f32> {
+    pub(in crate::llm) fn exact(wf: &[f32], x: &[f32], m: usize, n: usize, k: usize) -> Vec<f32> {
         let mut y = vec![0f32; m * n];
         for t in 0..m {
             for r in 0..n {
@@ -550,7 +570,7 @@ mod tests {
         y
     }
 
-    fn relative_error(a: &[f32], b: &[f32]) -> f32 {
+    pub(in crate::llm) fn relative_error(a: &[f32], b: &[f32]) -> f32 {
         let diff: f32 = a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum();
         let norm: f32 = b.iter().map(|y| y * y).sum();
         (diff / norm).sqrt()

@@ -8,6 +8,7 @@ pub mod gguf;
 pub mod kquant;
 pub mod local;
 pub mod model;
+pub mod panels;
 pub mod remote;
 pub mod sampler;
 pub mod template;

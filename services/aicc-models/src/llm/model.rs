@@ -17,6 +17,7 @@ use candle_core::{DType, Device, Module, Tensor};
 
 use super::gguf::Meta;
 use super::kquant;
+use super::panels::Panels;
 use super::LlmError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -388,32 +389,55 @@ impl Kernels {
 
 /// A weight for `x · wᵀ`. Legacy blocks become f32 when `dequantize_legacy`.
 /// K-quant blocks stay quantized, on the CPU through `Kernels`:
-/// - `Own`: `kquant` for every row count, on the blocks as they are.
+/// - `Own`: repacked into 16-row panels (`panels`, in place of the blocks;
+///   the row kernels of `kquant` when the rows are not a multiple of 16),
+///   for every row count.
 /// - `Candle`: one row (decode) through candle's block dot products on the
 ///   compact blocks, which read half the bytes of the tiles candle repacks
 ///   Q4_K into (decode is memory-bound); several rows (prefill, or a batched
 ///   decode step) through `QMatMul`, whose repacked tiles reuse each weight
 ///   across rows, at the price of a second and third copy of the weights.
-pub(crate) struct Linear {
-    matmul: QMatMul,
-    blocks: Option<(Arc<QTensor>, Kernels)>,
+pub(crate) enum Linear {
+    Candle { matmul: QMatMul, compact: Option<Arc<QTensor>> },
+    Panels(Panels),
+    Rows(Arc<QTensor>),
 }
 
 impl Linear {
     fn new(t: Arc<QTensor>, dequantize_legacy: bool, kernels: Kernels, device: &Device) -> Result<Self, LlmError> {
         if dequantize_legacy && is_legacy(t.dtype()) {
-            return Ok(Self { matmul: QMatMul::Tensor(t.dequantize(device)?), blocks: None });
+            return Ok(Self::Candle { matmul: QMatMul::Tensor(t.dequantize(device)?), compact: None });
         }
         // (CPU only: on a GPU the blocks live on the device.)
-        let blocks = (device.is_cpu() && matches!(t.dtype(), GgmlDType::Q4K | GgmlDType::Q6K)).then(|| (t.clone(), kernels));
-        Ok(Self { matmul: QMatMul::from_arc(t)?, blocks })
+        let k_quant = device.is_cpu() && matches!(t.dtype(), GgmlDType::Q4K | GgmlDType::Q6K);
+        match kernels {
+            Kernels::Own if k_quant => {
+                let (n, k) = t.shape().dims2()?;
+                let kind = if t.dtype() == GgmlDType::Q4K { kquant::Kind::Q4K } else { kquant::Kind::Q6K };
+                match Panels::from_blocks(kind, &t.data()?, n, k) {
+                    Some(panels) => Ok(Self::Panels(panels)),
+                    None => Ok(Self::Rows(t)),
+                }
+            }
+            _ => {
+                let compact = k_quant.then(|| t.clone());
+                Ok(Self::Candle { matmul: QMatMul::from_arc(t)?, compact })
+            }
+        }
     }
 
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        match &self.blocks {
-            Some((w, Kernels::Own)) => own(w, x),
-            Some((w, Kernels::Candle)) if x.dims2().is_ok_and(|(m, _)| m == 1) => gemv(w, x),
-            _ => self.matmul.forward(x),
+        match self {
+            Self::Panels(p) => {
+                let m = x.dims2()?.0;
+                let lhs = x.flatten_all()?.to_vec1::<f32>()?;
+                let mut dst = vec![0f32; m * p.n];
+                p.matmul(&lhs, m, &mut dst);
+                Tensor::from_vec(dst, (m, p.n), x.device())
+            }
+            Self::Rows(w) => own(w, x),
+            Self::Candle { compact: Some(w), .. } if x.dims2().is_ok_and(|(m, _)| m == 1) => gemv(w, x),
+            Self::Candle { matmul, .. } => matmul.forward(x),
         }
     }
 }
@@ -541,6 +565,12 @@ mod tests {
         for dtype in [GgmlDType::Q4K, GgmlDType::Q6K] {
             for (m, k, n) in [(1, 1536, 48), (13, 512, 32), (1, 256, 16)] {
                 let ours = error_of(dtype, m, k, n, |q, x| own(&q, x).unwrap());
+                let linear = error_of(dtype, m, k, n, |q, x| {
+                    let l = Linear::new(Arc::new(q), true, Kernels::Own, &Device::Cpu).unwrap();
+                    assert!(matches!(l, Linear::Panels(_)));
+                    l.forward(x).unwrap()
+                });
+                assert!((linear - ours).abs() < 1e-4, "{dtype:?} m={m} k={k} n={n}: panels {linear}, rows {ours}");
                 let candle = worst_error(dtype, m, k, n);
                 assert!(ours < 0.06 && ours <= candle * 1.25 + 0.002, "{dtype:?} m={m} k={k} n={n}: relative error {ours}, candle's {candle}");
             }
