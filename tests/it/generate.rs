@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use aicc_core::{ChatMessage, GenEvent, GenRequest, Generator, ModelError, Sampling};
 use aicc_models::llm::text::Detokenizer;
 use aicc_models::llm::{
-    read_tokenizer, LocalGenerator, LocalModel, LocalOptions, RemoteGenerator, RemoteOptions, Sink, WorkerOptions,
+    read_tokenizer, Kernels, LocalGenerator, LocalModel, LocalOptions, RemoteGenerator, RemoteOptions, Sink, WorkerOptions,
 };
 use futures_util::StreamExt;
 
@@ -205,6 +205,25 @@ fn batched_decoding_gives_each_conversation_what_it_gets_alone() {
     assert_eq!(together, alone);
     assert!(alone.iter().all(|t| !t.is_empty()), "{alone:?}");
     assert_eq!(model.free_slots(), 3);
+}
+
+/// Our K-quant kernels (panels) and candle's give the default model the
+/// same greedy answers: both round activations to int8 per block of 256
+/// the same way, so only the order of float sums differs.
+#[test]
+fn own_kernels_answer_as_candles_do() {
+    let load = |kernels| {
+        LocalModel::load(QWEN.0, &model_path(QWEN), &LocalOptions { context_tokens: 1024, cache_slots: 1, kernels }).unwrap()
+    };
+    let (mut ours, mut candle) = (load(Kernels::Own), load(Kernels::Candle));
+    let system = ChatMessage::system("You are the customer assistant of Hanbit Bank. Answer in one or two sentences.");
+    for question in ["카드를 잃어버렸어요. 어떻게 해야 하나요?", "How do I send money abroad?", "What is the capital of France?"] {
+        let messages = vec![system.clone(), ChatMessage::user(question)];
+        let (a, _) = ask(&mut ours, messages.clone(), 24);
+        let (b, _) = ask(&mut candle, messages, 24);
+        assert!(!a.is_empty());
+        assert_eq!(a, b, "{question}");
+    }
 }
 
 /// Requests that arrive together run together: every one streams its
