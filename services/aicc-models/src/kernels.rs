@@ -1,7 +1,9 @@
 //! CPU kernels for the encoders: an int8 matrix product on AVX-512 VNNI
-//! (`vpdpbusd`, 64 multiply-adds per instruction, exact i32 accumulation)
-//! with a portable fallback that computes the same integers, and the small
-//! f32 operations around it.
+//! (`vpdpbusd`, 64 multiply-adds per instruction, exact i32 accumulation),
+//! on AVX2 (`vpmaddubsw` on |w| and the activations with w's sign, then
+//! `vpmaddwd`: 32 per three instructions, for CPUs without AVX-512 such as
+//! AMD's before Zen 4) and a portable fallback, all three computing the
+//! same integers; and the small f32 operations around it.
 //!
 //! Why int8: on this project's reference machine `vpdpbusd` retires ~5.4 G
 //! instructions/s per core (~350 G multiply-adds/s) against ~1.2 G for
@@ -54,6 +56,62 @@ pub fn fast_path() -> bool {
     })
 }
 
+/// Whether the AVX2 path runs here where the AVX-512 one does not (AVX2,
+/// FMA and F16C; `AICC_KERNELS=portable` turns it off too).
+pub fn avx2_path() -> bool {
+    static AVX2: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *AVX2.get_or_init(|| {
+        let forced_off = std::env::var("AICC_KERNELS").is_ok_and(|v| v == "portable");
+        #[cfg(target_arch = "x86_64")]
+        {
+            !forced_off
+                && std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+                && std::arch::is_x86_feature_detected!("f16c")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = forced_off;
+            false
+        }
+    })
+}
+
+/// The product's instruction set, best first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Path {
+    Avx512,
+    Avx2,
+    Portable,
+}
+
+fn path() -> Path {
+    if fast_path() {
+        Path::Avx512
+    } else if avx2_path() {
+        Path::Avx2
+    } else {
+        Path::Portable
+    }
+}
+
+/// `$body` once for each `$i` in `0..$t` (`$t` a constant ≤ 8), unrolled, so
+/// that arrays indexed by `$i` can live in registers.
+macro_rules! each_token {
+    ($t:expr, $i:ident, $body:block) => {{
+        debug_assert!($t <= 8);
+        if $t > 0 { let $i = 0; $body }
+        if $t > 1 { let $i = 1; $body }
+        if $t > 2 { let $i = 2; $body }
+        if $t > 3 { let $i = 3; $body }
+        if $t > 4 { let $i = 4; $body }
+        if $t > 5 { let $i = 5; $body }
+        if $t > 6 { let $i = 6; $body }
+        if $t > 7 { let $i = 7; $body }
+    }};
+}
+pub(crate) use each_token;
+
 /// Threads the kernels use for large batches (rayon's pool; `RAYON_NUM_THREADS` sets it).
 pub fn threads() -> usize {
     rayon::current_num_threads()
@@ -81,6 +139,15 @@ fn quantize_activations(row: &[f32], out: &mut [u8]) -> f32 {
         // SAFETY: AVX-512 is present (fast_path) and both slices hold row.len() values.
         return unsafe { quantize_activations_avx512(row, out) };
     }
+    #[cfg(target_arch = "x86_64")]
+    if avx2_path() && row.len() % 32 == 0 {
+        // SAFETY: AVX2 is present (avx2_path) and both slices hold row.len() values.
+        return unsafe { quantize_activations_avx2(row, out) };
+    }
+    quantize_activations_portable(row, out)
+}
+
+fn quantize_activations_portable(row: &[f32], out: &mut [u8]) -> f32 {
     let max = row.iter().fold(0f32, |m, v| if v.abs() > m { v.abs() } else { m });
     let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
     let inv = 1.0 / scale;
@@ -106,6 +173,38 @@ unsafe fn quantize_activations_avx512(row: &[f32], out: &mut [u8]) -> f32 {
         let q = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(c.as_ptr()), inv));
         let q = _mm512_add_epi32(_mm512_min_epi32(_mm512_max_epi32(q, lo), hi), bias);
         _mm_storeu_si128(o.as_mut_ptr() as *mut _, _mm512_cvtepi32_epi8(q));
+    }
+    scale
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn quantize_activations_avx2(row: &[f32], out: &mut [u8]) -> f32 {
+    use std::arch::x86_64::*;
+    let abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
+    let mut max = _mm256_setzero_ps();
+    for c in row.chunks_exact(8) {
+        max = _mm256_max_ps(max, _mm256_and_ps(_mm256_loadu_ps(c.as_ptr()), abs));
+    }
+    let mut lanes = [0f32; 8];
+    _mm256_storeu_ps(lanes.as_mut_ptr(), max);
+    let max = lanes.iter().fold(0f32, |a, &v| a.max(v));
+    let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
+    let inv = _mm256_set1_ps(1.0 / scale);
+    let (lo, hi) = (_mm256_set1_epi32(-127), _mm256_set1_epi32(127));
+    // The packs interleave 128-bit lanes; this puts the 4-byte groups back in order.
+    let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    let bias = _mm256_set1_epi8(-128);
+    for (c, o) in row.chunks_exact(32).zip(out.chunks_exact_mut(32)) {
+        // (cvtps rounds to nearest even, as the portable path)
+        let q = |i: usize| {
+            let v = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(c.as_ptr().add(8 * i)), inv));
+            _mm256_min_epi32(_mm256_max_epi32(v, lo), hi)
+        };
+        let bytes = _mm256_packs_epi16(_mm256_packs_epi32(q(0), q(1)), _mm256_packs_epi32(q(2), q(3)));
+        // q + 128 as a byte is q with its top bit flipped.
+        let bytes = _mm256_xor_si256(_mm256_permutevar8x32_epi32(bytes, order), bias);
+        _mm256_storeu_si256(o.as_mut_ptr() as *mut __m256i, bytes);
     }
     scale
 }
@@ -155,10 +254,10 @@ impl PackedLinear {
 
     /// `out[m×n] = x[m×k]·Wᵀ + b`, then the epilogue.
     pub fn forward(&self, x: &[f32], m: usize, out: &mut [f32], epilogue: Epilogue) {
-        self.forward_with(x, m, out, epilogue, fast_path())
+        self.forward_with(x, m, out, epilogue, path())
     }
 
-    fn forward_with(&self, x: &[f32], m: usize, out: &mut [f32], epilogue: Epilogue, fast: bool) {
+    fn forward_with(&self, x: &[f32], m: usize, out: &mut [f32], epilogue: Epilogue, path: Path) {
         assert_eq!(x.len(), m * self.k);
         assert_eq!(out.len(), m * self.n);
         let kq = self.k / 4;
@@ -170,7 +269,7 @@ impl PackedLinear {
             with_scratch(&SCALES, rows, |xs| {
                 self.quantize(x, m, xq, xs);
                 if !self.precise {
-                    return self.pass(xq, xs, m, out, false, gelu, fast);
+                    return self.pass(xq, xs, m, out, false, gelu, path);
                 }
                 with_scratch(&RESIDUAL_Q, rows * kq, |rq| {
                     with_scratch(&RESIDUAL_S, rows, |rs| {
@@ -185,11 +284,11 @@ impl PackedLinear {
                             }
                             self.quantize(r, m, rq, rs);
                         });
-                        if fast {
+                        if path == Path::Avx512 {
                             self.pass_two_digits((xq, xs), (rq, rs), m, out, gelu);
                         } else {
-                            self.pass(xq, xs, m, out, false, false, fast);
-                            self.pass(rq, rs, m, out, true, gelu, fast);
+                            self.pass(xq, xs, m, out, false, false, path);
+                            self.pass(rq, rs, m, out, true, gelu, path);
                         }
                     })
                 });
@@ -220,15 +319,15 @@ impl PackedLinear {
     /// One product of quantized activations: stores `x·Wᵀ + b`, or with `add`
     /// adds `x·Wᵀ` to what `out` holds; then GELU if asked.
     #[allow(clippy::too_many_arguments)]
-    fn pass(&self, xq: &[u32], xs: &[f32], m: usize, out: &mut [f32], add: bool, gelu: bool, fast: bool) {
+    fn pass(&self, xq: &[u32], xs: &[f32], m: usize, out: &mut [f32], add: bool, gelu: bool, path: Path) {
         self.schedule(m, 1, out, gelu, |group, t0, t1, out| {
-            // SAFETY: the fast path is taken only where the CPU has AVX-512 VNNI.
+            // SAFETY: each path is taken only where the CPU has its instructions (`path()`).
             unsafe {
                 #[cfg(target_arch = "x86_64")]
-                if fast {
-                    self.group_avx512(xq, xs, group, t0, t1, m, out, add);
-                } else {
-                    self.group_portable(xq, xs, group, t0, t1, out, add);
+                match path {
+                    Path::Avx512 => self.group_avx512(xq, xs, group, t0, t1, m, out, add),
+                    Path::Avx2 => self.group_avx2(xq, xs, group, t0, t1, out, add),
+                    Path::Portable => self.group_portable(xq, xs, group, t0, t1, out, add),
                 }
                 #[cfg(not(target_arch = "x86_64"))]
                 self.group_portable(xq, xs, group, t0, t1, out, add);
@@ -312,7 +411,38 @@ impl PackedLinear {
         }
     }
 
-    /// The same integers in plain Rust, for CPUs without AVX-512 VNNI.
+    /// Tokens `t0..t1` × the 32 outputs of `group` on AVX2, 4 tokens per tile.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn group_avx2(&self, xq: &[u32], xs: &[f32], group: usize, t0: usize, t1: usize, out: *mut f32, add: bool) {
+        let kq = self.k / 4;
+        let c0 = group * PANEL * GROUP;
+        let mut acc = [0i32; 4 * PANEL * GROUP];
+        let mut t = t0;
+        while t < t1 {
+            let n = if t1 - t >= 4 { 4 } else { 1 };
+            for g in 0..GROUP {
+                let w = self.w.as_ptr().add((group * GROUP + g) * kq * PANEL);
+                let (x, dst) = (xq.as_ptr().add(t * kq), acc.as_mut_ptr().add(g * PANEL));
+                if n == 4 {
+                    panel_avx2::<4>(x, kq, w, dst);
+                } else {
+                    panel_avx2::<1>(x, kq, w, dst);
+                }
+            }
+            for r in 0..n {
+                let row = &mut acc[r * PANEL * GROUP..(r + 1) * PANEL * GROUP];
+                // The sums are of w·q; `finish` takes w·(q + 128), as the others give.
+                row.iter_mut().zip(&self.offset[c0..]).for_each(|(a, o)| *a += o);
+                let dst = std::slice::from_raw_parts_mut(out.add((t + r) * self.n + c0), PANEL * GROUP);
+                self.finish(row, xs[t + r], c0, dst, add);
+            }
+            t += n;
+        }
+    }
+
+    /// The same integers in plain Rust, for CPUs without AVX-512 VNNI or AVX2.
     #[allow(clippy::too_many_arguments)]
     unsafe fn group_portable(&self, xq: &[u32], xs: &[f32], group: usize, t0: usize, t1: usize, out: *mut f32, add: bool) {
         let kq = self.k / 4;
@@ -420,6 +550,32 @@ micro_tile!(tile_half(x, y), x 0 0: a0 a1, x 1 1: b0 b1, x 2 2: c0 c1, x 3 3: d0
 // stream, not the arithmetic, bounds a short query.
 micro_tile!(tile_two_digits(x, y), x 0 0: a0 a1, x 1 1: b0 b1, x 2 2: c0 c1, x 3 3: d0 d1, y 0 4: e0 e1, y 1 5: f0 f1, y 2 6: g0 g1, y 3 7: h0 h1);
 
+/// `T` tokens (rows of `x`, `kq` quads apart, as unsigned `q + 128`) ×
+/// one panel of 16 outputs: `out[i·32 + r]` = Σ w·q. `vpmaddubsw` takes
+/// unsigned × signed bytes and saturates pairs at i16, so it gets |w| (at
+/// most 127) and q with w's sign (at most 127): a pair is at most 32,258.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn panel_avx2<const T: usize>(x: *const u32, kq: usize, w: *const u32, out: *mut i32) {
+    use std::arch::x86_64::*;
+    let (ones, flip) = (_mm256_set1_epi16(1), _mm256_set1_epi8(-128));
+    let mut acc = [[_mm256_setzero_si256(); 2]; T];
+    for j in 0..kq {
+        let w0 = _mm256_loadu_si256(w.add(j * PANEL) as *const __m256i);
+        let w1 = _mm256_loadu_si256(w.add(j * PANEL + 8) as *const __m256i);
+        let (a0, a1) = (_mm256_abs_epi8(w0), _mm256_abs_epi8(w1));
+        each_token!(T, i, {
+            let q = _mm256_xor_si256(_mm256_set1_epi32(*x.add(i * kq + j) as i32), flip);
+            acc[i][0] = _mm256_add_epi32(acc[i][0], _mm256_madd_epi16(_mm256_maddubs_epi16(a0, _mm256_sign_epi8(q, w0)), ones));
+            acc[i][1] = _mm256_add_epi32(acc[i][1], _mm256_madd_epi16(_mm256_maddubs_epi16(a1, _mm256_sign_epi8(q, w1)), ones));
+        });
+    }
+    for (i, a) in acc.iter().enumerate() {
+        _mm256_storeu_si256(out.add(i * PANEL * GROUP) as *mut __m256i, a[0]);
+        _mm256_storeu_si256(out.add(i * PANEL * GROUP + 8) as *mut __m256i, a[1]);
+    }
+}
+
 /// erf as a rational function of x (the single-precision approximation of
 /// Eigen and XLA): no `exp`, no branch, so loops over it vectorise.
 #[inline(always)]
@@ -476,6 +632,15 @@ fn gelu_slice(v: &mut [f32]) {
         // SAFETY: fast_path implies AVX-512F.
         return unsafe { wide(v) };
     }
+    #[cfg(target_arch = "x86_64")]
+    if avx2_path() {
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn wide(v: &mut [f32]) {
+            body(v)
+        }
+        // SAFETY: avx2_path implies AVX2 and FMA.
+        return unsafe { wide(v) };
+    }
     body(v)
 }
 
@@ -519,6 +684,10 @@ pub fn attention(qkv: &[f32], lens: &[usize], heads: usize, hidden: usize, ctx: 
             if fast_path() {
                 return attend_avx512(qkv, start, len, h, hd, hidden, ctx.0);
             }
+            #[cfg(target_arch = "x86_64")]
+            if avx2_path() {
+                return attend_avx2(qkv, start, len, h, hd, hidden, ctx.0);
+            }
             attend(qkv, start, len, h, hd, hidden, ctx.0)
         }
     };
@@ -533,6 +702,12 @@ pub fn attention(qkv: &[f32], lens: &[usize], heads: usize, hidden: usize, ctx: 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn attend_avx512(qkv: &[f32], start: usize, len: usize, h: usize, hd: usize, hidden: usize, ctx: *mut f32) {
+    attend(qkv, start, len, h, hd, hidden, ctx)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn attend_avx2(qkv: &[f32], start: usize, len: usize, h: usize, hd: usize, hidden: usize, ctx: *mut f32) {
     attend(qkv, start, len, h, hd, hidden, ctx)
 }
 
@@ -654,8 +829,48 @@ mod tests {
         let lin = PackedLinear::new(&w, vec![0.5; n], n, k).unwrap().precise();
         let (mut fast, mut portable) = (vec![0f32; m * n], vec![0f32; m * n]);
         lin.forward(&x, m, &mut fast, Epilogue::BiasGelu);
-        lin.forward_with(&x, m, &mut portable, Epilogue::BiasGelu, false);
+        lin.forward_with(&x, m, &mut portable, Epilogue::BiasGelu, Path::Portable);
         assert_eq!(fast, portable);
+        // The AVX2 path too where the CPU has it (on an AVX-512 CPU `forward` takes the other).
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            for (lin, m) in [(&lin, m), (&lin, 4), (&lin, 1)] {
+                let x = &x[..m * k];
+                let (mut avx2, mut portable) = (vec![0f32; m * n], vec![0f32; m * n]);
+                lin.forward_with(x, m, &mut avx2, Epilogue::BiasGelu, Path::Avx2);
+                lin.forward_with(x, m, &mut portable, Epilogue::BiasGelu, Path::Portable);
+                assert_eq!(avx2, portable, "{m} tokens");
+            }
+        }
+    }
+
+    /// The vector quantizers round exactly as the portable one (ties included).
+    #[test]
+    fn activation_quantisation_is_the_same_on_every_path() {
+        let mut seed = 5;
+        for case in 0..20 {
+            let mut row: Vec<f32> = (0..384).map(|_| lcg(&mut seed) * 6.0).collect();
+            if case % 4 == 0 {
+                // exact ties: multiples of half a step
+                row[0] = 127.0;
+                for (i, x) in row.iter_mut().enumerate().skip(1) {
+                    *x = (i % 255) as f32 * 0.5 - 63.5;
+                }
+            }
+            let (mut want, mut got) = (vec![0u8; 384], vec![0u8; 384]);
+            let scale = quantize_activations_portable(&row, &mut want);
+            #[cfg(target_arch = "x86_64")]
+            {
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    assert_eq!(unsafe { quantize_activations_avx512(&row, &mut got) }, scale);
+                    assert_eq!(got, want, "AVX-512, case {case}");
+                }
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    assert_eq!(unsafe { quantize_activations_avx2(&row, &mut got) }, scale);
+                    assert_eq!(got, want, "AVX2, case {case}");
+                }
+            }
+        }
     }
 
     #[test]

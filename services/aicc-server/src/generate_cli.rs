@@ -224,6 +224,14 @@ pub async fn bench(args: BenchArgs, settings: &Settings) -> anyhow::Result<Value
                 "peak_rss_bytes": peak_rss_bytes(),
                 "reps": reps,
             });
+            // Decode reads every weight once a step: against the machine's read
+            // bandwidth (measured now, after the peak memory was read), how
+            // close decode is to the limit.
+            let weight_bytes = model.weight_bytes();
+            let bandwidth = aicc_models::llm::memory::read_bandwidth(512 << 20, 3);
+            out["weight_bytes"] = json!(weight_bytes);
+            out["decode_weight_gb_s"] = json!(round1(decode * weight_bytes as f64 / 1e9));
+            out["memory_read_gb_s"] = json!(round1(bandwidth / 1e9));
             if prefix > 0 {
                 out["cached_prefix_tokens"] = json!(prefix);
             }

@@ -184,6 +184,11 @@ impl LocalModel {
         Ok(Self { name: name.to_string(), model, tokenizer, template, slots, busy, clock: 0 })
     }
 
+    /// Bytes of weights each decode step reads (see `Transformer::weight_bytes`).
+    pub fn weight_bytes(&self) -> usize {
+        self.model.weight_bytes()
+    }
+
     pub fn context_tokens(&self) -> usize {
         self.model.max_context()
     }

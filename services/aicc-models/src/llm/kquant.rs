@@ -1,6 +1,7 @@
 //! Q4_K and Q6_K matrix products on the GGUF's own blocks, for any number
 //! of rows, on AVX-512 (BW + VNNI) with a portable fallback that computes
-//! the same integer sums.
+//! the same integer sums, and the activations' int8 quantisation (AVX-512,
+//! AVX2 or portable) that these and `panels` share.
 //!
 //! Why our own: for several rows candle repacks Q4_K into AMX tiles (2.2×
 //! the bytes) or VNNI tiles (1.3×, for 2–31 rows), and Q6_K into tiles too,
@@ -22,22 +23,7 @@
 
 use rayon::prelude::*;
 
-/// `$body` once for each `$i` in `0..$t` (`$t` a constant ≤ 8), unrolled, so
-/// that arrays indexed by `$i` can live in registers.
-macro_rules! each_token {
-    ($t:expr, $i:ident, $body:block) => {{
-        debug_assert!($t <= 8);
-        if $t > 0 { let $i = 0; $body }
-        if $t > 1 { let $i = 1; $body }
-        if $t > 2 { let $i = 2; $body }
-        if $t > 3 { let $i = 3; $body }
-        if $t > 4 { let $i = 4; $body }
-        if $t > 5 { let $i = 5; $body }
-        if $t > 6 { let $i = 6; $body }
-        if $t > 7 { let $i = 7; $body }
-    }};
-}
-pub(super) use each_token;
+pub(super) use crate::kernels::each_token;
 
 pub(super) const QK: usize = 256;
 pub const Q4K_BYTES: usize = 144;
@@ -83,6 +69,12 @@ pub fn fast_path() -> bool {
             false
         }
     })
+}
+
+/// Whether the AVX2 path of the panels runs here (AVX2, FMA and F16C: the
+/// CPUs without AVX-512, such as AMD's before Zen 4).
+pub fn avx2_path() -> bool {
+    crate::kernels::avx2_path()
 }
 
 /// `m` tokens' activations quantized for one weight kind.
@@ -145,6 +137,17 @@ fn quantize_block(xs: &[f32; QK], out: &mut [i8; QK]) -> f32 {
         // SAFETY: AVX-512 is present (fast_path).
         return unsafe { quantize_block_avx512(xs, out) };
     }
+    #[cfg(target_arch = "x86_64")]
+    if avx2_path() {
+        // SAFETY: AVX2 is present (avx2_path).
+        return unsafe { quantize_block_avx2(xs, out) };
+    }
+    quantize_block_portable(xs, out)
+}
+
+// (`round_ties_even` is a library call on baseline x86-64: the vector paths
+// above are what runs on any x86 CPU of the last ten years.)
+fn quantize_block_portable(xs: &[f32; QK], out: &mut [i8; QK]) -> f32 {
     let max = xs.iter().fold(0f32, |a, v| a.max(v.abs()));
     let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
     let inv = 1.0 / scale;
@@ -170,6 +173,35 @@ unsafe fn quantize_block_avx512(xs: &[f32; QK], out: &mut [i8; QK]) -> f32 {
         // (the default rounding mode: to nearest even, as the portable path)
         let q = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(c.as_ptr()), inv));
         _mm_storeu_si128(o.as_mut_ptr() as *mut _, _mm512_cvtepi32_epi8(_mm512_min_epi32(_mm512_max_epi32(q, lo), hi)));
+    }
+    scale
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn quantize_block_avx2(xs: &[f32; QK], out: &mut [i8; QK]) -> f32 {
+    use std::arch::x86_64::*;
+    let abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
+    let mut max = _mm256_setzero_ps();
+    for c in xs.chunks_exact(8) {
+        max = _mm256_max_ps(max, _mm256_and_ps(_mm256_loadu_ps(c.as_ptr()), abs));
+    }
+    let mut lanes = [0f32; 8];
+    _mm256_storeu_ps(lanes.as_mut_ptr(), max);
+    let max = lanes.iter().fold(0f32, |a, &v| a.max(v));
+    let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
+    let inv = _mm256_set1_ps(1.0 / scale);
+    let (lo, hi) = (_mm256_set1_epi32(-127), _mm256_set1_epi32(127));
+    // The packs interleave 128-bit lanes; this puts the 4-byte groups back in order.
+    let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for (c, o) in xs.chunks_exact(32).zip(out.chunks_exact_mut(32)) {
+        // (cvtps rounds in the default mode, to nearest even, as the portable path)
+        let q = |i: usize| {
+            let v = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(c.as_ptr().add(8 * i)), inv));
+            _mm256_min_epi32(_mm256_max_epi32(v, lo), hi)
+        };
+        let bytes = _mm256_packs_epi16(_mm256_packs_epi32(q(0), q(1)), _mm256_packs_epi32(q(2), q(3)));
+        _mm256_storeu_si256(o.as_mut_ptr() as *mut __m256i, _mm256_permutevar8x32_epi32(bytes, order));
     }
     scale
 }
@@ -618,6 +650,43 @@ pub(super) mod tests {
     fn q6k_matches_the_reference() {
         for (m, n, k) in [(1, 16, 256), (1, 67, 512), (3, 33, 1536), (9, 20, 768), (17, 40, 256)] {
             check(Kind::Q6K, m, n, k);
+        }
+    }
+
+    /// Every vector path rounds activations exactly as the portable one (ties included).
+    #[test]
+    fn activation_quantisation_is_the_same_on_every_path() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for case in 0..50 {
+            let mut xs = [0f32; QK];
+            for x in xs.iter_mut() {
+                *x = rng.gen_range(-3.0f32..3.0);
+            }
+            if case % 5 == 0 {
+                // exact ties: multiples of half a step
+                xs[0] = 127.0;
+                for (i, x) in xs.iter_mut().enumerate().skip(1) {
+                    *x = (i % 255) as f32 * 0.5 - 63.5;
+                }
+            }
+            if case == 1 {
+                xs = [0.0; QK];
+            }
+            let (mut want, mut got) = ([0i8; QK], [0i8; QK]);
+            let scale = quantize_block_portable(&xs, &mut want);
+            #[cfg(target_arch = "x86_64")]
+            {
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    assert_eq!(unsafe { quantize_block_avx512(&xs, &mut got) }, scale);
+                    assert_eq!(got, want, "AVX-512, case {case}");
+                }
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    assert_eq!(unsafe { quantize_block_avx2(&xs, &mut got) }, scale);
+                    assert_eq!(got, want, "AVX2, case {case}");
+                }
+            }
+            assert_eq!(quantize_block(&xs, &mut got), scale);
+            assert_eq!(got, want);
         }
     }
 

@@ -7,6 +7,7 @@ pub mod engine;
 pub mod gguf;
 pub mod kquant;
 pub mod local;
+pub mod memory;
 pub mod model;
 pub mod panels;
 pub mod remote;

@@ -244,6 +244,13 @@ impl Transformer {
         Ok((model, content))
     }
 
+    /// Bytes of the matrices a decode step reads (every projection once, the
+    /// output included; the embedding table only for its one row).
+    pub fn weight_bytes(&self) -> usize {
+        let layers: usize = self.layers.iter().map(|l| [&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down].iter().map(|m| m.bytes()).sum::<usize>()).sum();
+        layers + self.output.bytes()
+    }
+
     pub fn max_context(&self) -> usize {
         self.max_context
     }
@@ -390,8 +397,9 @@ impl Kernels {
 /// A weight for `x · wᵀ`. Legacy blocks become f32 when `dequantize_legacy`.
 /// K-quant blocks stay quantized, on the CPU through `Kernels`:
 /// - `Own`: repacked into 16-row panels (`panels`, in place of the blocks;
-///   the row kernels of `kquant` when the rows are not a multiple of 16),
-///   for every row count.
+///   AVX-512 or AVX2), for every row count; when the rows are not a
+///   multiple of 16, the row kernels of `kquant` on AVX-512, candle's
+///   elsewhere.
 /// - `Candle`: one row (decode) through candle's block dot products on the
 ///   compact blocks, which read half the bytes of the tiles candle repacks
 ///   Q4_K into (decode is memory-bound); several rows (prefill, or a batched
@@ -416,13 +424,26 @@ impl Linear {
                 let kind = if t.dtype() == GgmlDType::Q4K { kquant::Kind::Q4K } else { kquant::Kind::Q6K };
                 match Panels::from_blocks(kind, &t.data()?, n, k) {
                     Some(panels) => Ok(Self::Panels(panels)),
-                    None => Ok(Self::Rows(t)),
+                    // The row kernels are fast on AVX-512 only; elsewhere candle's are faster.
+                    None if kquant::fast_path() => Ok(Self::Rows(t)),
+                    None => Self::new(t, dequantize_legacy, Kernels::Candle, device),
                 }
             }
             _ => {
                 let compact = k_quant.then(|| t.clone());
                 Ok(Self::Candle { matmul: QMatMul::from_arc(t)?, compact })
             }
+        }
+    }
+
+    /// The bytes one product reads from this weight.
+    fn bytes(&self) -> usize {
+        match self {
+            Self::Panels(p) => p.bytes(),
+            Self::Rows(w) | Self::Candle { compact: Some(w), .. } => w.storage_size_in_bytes(),
+            Self::Candle { matmul: QMatMul::QTensor(w), .. } => w.storage_size_in_bytes(),
+            Self::Candle { matmul: QMatMul::Tensor(t), .. } => t.elem_count() * 4,
+            Self::Candle { matmul: QMatMul::TensorF16(t), .. } => t.elem_count() * 2,
         }
     }
 

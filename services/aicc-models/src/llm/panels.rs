@@ -12,6 +12,10 @@
 //! 32 activations. About 2.2× fewer instructions per weight; the output of
 //! a panel is 16 adjacent floats.
 //!
+//! Without AVX-512 (AMD before Zen 4, older Intel), the AVX2 product takes
+//! each 64-byte register as two halves of 8 rows, `vpmaddubsw` pairs summed
+//! in i16 then widened by `vpmaddwd` in place of `vpdpbusd`.
+//!
 //! Q4_K panel block (16 rows `r`, sub-blocks `j` of 32, groups `g` of 4):
 //! `d[r]`, `dmin[r]` (f16), `sc[j][r]`, `m[j][r]` (the 6-bit scales and mins,
 //! unpacked to bytes), then for each `j` four 64-byte registers `p`: byte
@@ -96,17 +100,20 @@ impl Panels {
         let per_task = (TASK_BYTES / panel_bytes).clamp(1, panels.div_ceil(threads).max(1));
         let tasks = panels.div_ceil(per_task);
         let dst = SendPtr(out.as_mut_ptr());
+        let one = |panel: usize, t0: usize| {
+            let w = &self.data[panel * panel_bytes..(panel + 1) * panel_bytes];
+            let t = TOKENS.min(m - t0);
+            let mut acc = [[0f32; ROWS]; TOKENS];
+            panel_product(kind, w, &act, t0, t, &mut acc);
+            for (i, rows) in acc[..t].iter().enumerate() {
+                // SAFETY: each panel's 16 outputs of a token are written by one task only.
+                unsafe { std::ptr::copy_nonoverlapping(rows.as_ptr(), dst.get().add((t0 + i) * n + panel * ROWS), ROWS) };
+            }
+        };
         let run = |task: usize| {
             for panel in task * per_task..((task + 1) * per_task).min(panels) {
-                let w = &self.data[panel * panel_bytes..(panel + 1) * panel_bytes];
                 for t0 in (0..m).step_by(TOKENS) {
-                    let t = TOKENS.min(m - t0);
-                    let mut acc = [[0f32; ROWS]; TOKENS];
-                    panel_product(kind, w, &act, t0, t, &mut acc);
-                    for (i, rows) in acc[..t].iter().enumerate() {
-                        // SAFETY: each panel's 16 outputs of a token are written by one task only.
-                        unsafe { std::ptr::copy_nonoverlapping(rows.as_ptr(), dst.get().add((t0 + i) * n + panel * ROWS), ROWS) };
-                    }
+                    one(panel, t0);
                 }
             }
         };
@@ -182,6 +189,28 @@ fn panel_product(kind: Kind, w: &[u8], act: &Activations, t0: usize, t: usize, a
                     run(t0 + i, false, &mut one);
                     acc[i] = one[0];
                 }
+            }
+        }
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if kquant::avx2_path() {
+        // Tiles of 4 tokens: with 16 vector registers, 4 × 8 rows of
+        // accumulators and one sub-block's weights just fit.
+        // SAFETY: AVX2, FMA and F16C are present; `w` holds the panel's blocks.
+        unsafe {
+            let mut i = 0;
+            while i < t {
+                let n = if t - i >= 4 { 4 } else { 1 };
+                let mut part = [[0f32; ROWS]; TOKENS];
+                match (kind, n) {
+                    (Kind::Q4K, 4) => q4k_avx2::<4>(w, act, t0 + i, &mut part),
+                    (Kind::Q4K, _) => q4k_avx2::<1>(w, act, t0 + i, &mut part),
+                    (Kind::Q6K, 4) => q6k_avx2::<4>(w, act, t0 + i, &mut part),
+                    (Kind::Q6K, _) => q6k_avx2::<1>(w, act, t0 + i, &mut part),
+                }
+                acc[i..i + n].copy_from_slice(&part[..n]);
+                i += n;
             }
         }
         return;
@@ -339,14 +368,185 @@ unsafe fn q6k_avx512<const T: usize>(w: &[u8], act: &Activations, t0: usize, out
     }
 }
 
+/// The AVX2 form of `q4k_avx512`: a panel's 16 rows as two halves of 8
+/// (one 32-byte half of each 64-byte register), and `vpmaddubsw` pairs
+/// summed as i16 in place of `vpdpbusd` (no overflow: 8 groups of 4 weights
+/// of at most 15 times activations of at most 127 sum to at most 30,480).
+///
+/// AVX2 has 16 vector registers: one token (decode) keeps both halves'
+/// accumulators and reads each cache line once; a tile of 4 tokens goes
+/// over the panel once per half, so that 4 accumulators and one
+/// sub-block's weights stay in registers.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q4k_avx2<const T: usize>(w: &[u8], act: &Activations, t0: usize, out: &mut [[f32; ROWS]; TOKENS]) {
+    use std::arch::x86_64::*;
+    let mut acc = [[_mm256_setzero_ps(); T]; 2];
+    if T == 1 {
+        for b in 0..act.kb {
+            for (h, acc) in acc.iter_mut().enumerate() {
+                q4k_avx2_step::<T>(w, act, t0, b, h, acc);
+            }
+        }
+    } else {
+        for (h, acc) in acc.iter_mut().enumerate() {
+            for b in 0..act.kb {
+                q4k_avx2_step::<T>(w, act, t0, b, h, acc);
+            }
+        }
+    }
+    for i in 0..T {
+        _mm256_storeu_ps(out[i].as_mut_ptr(), acc[0][i]);
+        _mm256_storeu_ps(out[i].as_mut_ptr().add(8), acc[1][i]);
+    }
+}
+
+/// How far ahead one token's pass asks for the weights: two panel blocks.
+/// Decode streams the weights once from memory, and without these hints
+/// the two threads read 11–12 GB/s of the box's ~20 (docs/benchmarks.md);
+/// with them 13–16.
+const PREFETCH_BLOCKS: usize = 2;
+
+/// Block `b`, rows `8h..8h + 8` of a Q4_K panel, tokens `t0..t0 + T`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn q4k_avx2_step<const T: usize>(w: &[u8], act: &Activations, t0: usize, b: usize, h: usize, acc: &mut [std::arch::x86_64::__m256; T]) {
+    use std::arch::x86_64::*;
+    let low = _mm256_set1_epi8(0x0f);
+    let kb = act.kb;
+    let o = w.as_ptr().add(b * Q4K_PANEL_BYTES);
+    let d = _mm256_cvtph_ps(_mm_loadu_si128(o.add(D + 16 * h) as *const __m128i));
+    let dmin = _mm256_cvtph_ps(_mm_loadu_si128(o.add(DMIN + 16 * h) as *const __m128i));
+    // Σ_j sc_j·Σ q·a per token (i32: at most 8 · 63 · 2 · 30,480), and the mins' Σ_j m_j·Σ a.
+    let mut sum = [_mm256_setzero_si256(); T];
+    let mut mins = [_mm256_setzero_ps(); T];
+    for j in 0..8 {
+        if T == 1 && h == 0 {
+            // 5 lines a sub-block cover the block's 37 (a hint: past the end it does nothing, hence wrapping_add).
+            for p in 0..5 {
+                _mm_prefetch(o.wrapping_add(PREFETCH_BLOCKS * Q4K_PANEL_BYTES + (j * 5 + p) * 64) as *const i8, _MM_HINT_T0);
+            }
+        }
+        let sc = _mm256_cvtepu8_epi32(_mm_loadl_epi64(o.add(SC + j * ROWS + 8 * h) as *const __m128i));
+        // Each row's scale in both i16 halves of its lane, for vpmaddwd.
+        let sc16 = _mm256_or_si256(sc, _mm256_slli_epi32(sc, 16));
+        let mn = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(o.add(MN + j * ROWS + 8 * h) as *const __m128i)));
+        let mut wq = [_mm256_setzero_si256(); 8];
+        for p in 0..4 {
+            let raw = _mm256_loadu_si256(o.add(QS + (j * 4 + p) * 64 + 32 * h) as *const __m256i);
+            wq[2 * p] = _mm256_and_si256(raw, low);
+            wq[2 * p + 1] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), low);
+        }
+        kquant::each_token!(T, i, {
+            let tok = t0 + i;
+            let a = act.q.as_ptr().add((tok * kb + b) * QK + 32 * j) as *const i32;
+            let mut s = _mm256_maddubs_epi16(wq[0], _mm256_set1_epi32(a.read_unaligned()));
+            for g in 1..8 {
+                s = _mm256_add_epi16(s, _mm256_maddubs_epi16(wq[g], _mm256_set1_epi32(a.add(g).read_unaligned())));
+            }
+            sum[i] = _mm256_add_epi32(sum[i], _mm256_madd_epi16(s, sc16));
+            let asum = *act.sums.get_unchecked((tok * kb + b) * 8 + j);
+            mins[i] = _mm256_fmadd_ps(mn, _mm256_set1_ps(asum), mins[i]);
+        });
+    }
+    kquant::each_token!(T, i, {
+        let da = *act.d.get_unchecked((t0 + i) * kb + b);
+        acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum[i]), _mm256_mul_ps(d, _mm256_set1_ps(da)), acc[i]);
+        acc[i] = _mm256_fnmadd_ps(dmin, mins[i], acc[i]);
+    });
+}
+
+/// The AVX2 form of `q6k_avx512`, arranged as `q4k_avx2`: i16 sums of two
+/// groups at a time (4 weights of at most 63 times activations of at most
+/// 127, twice: 32,004), each widened with the rows' sub-block scales by
+/// `vpmaddwd`, so the block's sum stays integer until its end.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q6k_avx2<const T: usize>(w: &[u8], act: &Activations, t0: usize, out: &mut [[f32; ROWS]; TOKENS]) {
+    use std::arch::x86_64::*;
+    let mut acc = [[_mm256_setzero_ps(); T]; 2];
+    if T == 1 {
+        for b in 0..act.kb {
+            for (h, acc) in acc.iter_mut().enumerate() {
+                q6k_avx2_step::<T>(w, act, t0, b, h, acc);
+            }
+        }
+    } else {
+        for (h, acc) in acc.iter_mut().enumerate() {
+            for b in 0..act.kb {
+                q6k_avx2_step::<T>(w, act, t0, b, h, acc);
+            }
+        }
+    }
+    for i in 0..T {
+        _mm256_storeu_ps(out[i].as_mut_ptr(), acc[0][i]);
+        _mm256_storeu_ps(out[i].as_mut_ptr().add(8), acc[1][i]);
+    }
+}
+
+/// Block `b`, rows `8h..8h + 8` of a Q6_K panel, tokens `t0..t0 + T`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn q6k_avx2_step<const T: usize>(w: &[u8], act: &Activations, t0: usize, b: usize, h: usize, acc: &mut [std::arch::x86_64::__m256; T]) {
+    use std::arch::x86_64::*;
+    let (low, high) = (_mm256_set1_epi8(0x0f), _mm256_set1_epi8(0x30));
+    let kb = act.kb;
+    let o = w.as_ptr().add(b * Q6K_PANEL_BYTES);
+    let d = _mm256_cvtph_ps(_mm_loadu_si128(o.add(D + 16 * h) as *const __m128i));
+    // Σ_j sc_j·Σ q·a per token (i32: at most 16 · 127 · 2 · 32,004), and the −32 offset's Σ_j sc_j·Σ a.
+    let mut sum = [_mm256_setzero_si256(); T];
+    let mut corr = [_mm256_setzero_ps(); T];
+    for j in 0..16 {
+        if T == 1 && h == 0 {
+            // 4 lines a sub-block cover the block's 53.
+            for p in 0..4 {
+                _mm_prefetch(o.wrapping_add(PREFETCH_BLOCKS * Q6K_PANEL_BYTES + (j * 4 + p) * 64) as *const i8, _MM_HINT_T0);
+            }
+        }
+        let sc = _mm256_cvtepi8_epi32(_mm_loadl_epi64(o.add(SC6 + j * ROWS + 8 * h) as *const __m128i));
+        // Each row's scale in both i16 halves of its lane, for vpmaddwd.
+        let sc16 = _mm256_or_si256(_mm256_and_si256(sc, _mm256_set1_epi32(0xffff)), _mm256_slli_epi32(sc, 16));
+        let scf = _mm256_cvtepi32_ps(sc);
+        let l0 = _mm256_loadu_si256(o.add(QL6 + (j * 2) * 64 + 32 * h) as *const __m256i);
+        let l1 = _mm256_loadu_si256(o.add(QL6 + (j * 2 + 1) * 64 + 32 * h) as *const __m256i);
+        let hb = _mm256_loadu_si256(o.add(QH6 + j * 64 + 32 * h) as *const __m256i);
+        let wq = [
+            _mm256_or_si256(_mm256_and_si256(l0, low), _mm256_and_si256(_mm256_slli_epi16(hb, 4), high)),
+            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), low), _mm256_and_si256(_mm256_slli_epi16(hb, 2), high)),
+            _mm256_or_si256(_mm256_and_si256(l1, low), _mm256_and_si256(hb, high)),
+            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), low), _mm256_and_si256(_mm256_srli_epi16(hb, 2), high)),
+        ];
+        kquant::each_token!(T, i, {
+            let tok = t0 + i;
+            let a = act.q.as_ptr().add((tok * kb + b) * QK + 16 * j) as *const i32;
+            let pair = |g: usize| {
+                let s = _mm256_maddubs_epi16(wq[g], _mm256_set1_epi32(a.add(g).read_unaligned()));
+                let s = _mm256_add_epi16(s, _mm256_maddubs_epi16(wq[g + 1], _mm256_set1_epi32(a.add(g + 1).read_unaligned())));
+                _mm256_madd_epi16(s, sc16)
+            };
+            sum[i] = _mm256_add_epi32(sum[i], _mm256_add_epi32(pair(0), pair(2)));
+            let asum = *act.sums.get_unchecked((tok * kb + b) * 16 + j);
+            corr[i] = _mm256_fmadd_ps(scf, _mm256_set1_ps(asum), corr[i]);
+        });
+    }
+    let d32 = _mm256_mul_ps(d, _mm256_set1_ps(32.0));
+    kquant::each_token!(T, i, {
+        let da = *act.d.get_unchecked((t0 + i) * kb + b);
+        acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum[i]), _mm256_mul_ps(d, _mm256_set1_ps(da)), acc[i]);
+        acc[i] = _mm256_fnmadd_ps(d32, corr[i], acc[i]);
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::llm::kquant::tests::{dequantize, exact, random_blocks, relative_error};
     use rand::{Rng, SeedableRng};
 
-    /// Panels give what the row kernels give on the same blocks (both the
-    /// AVX-512 and the portable product), and the f32 product to int8 error.
+    /// Panels give what the row kernels give on the same blocks (the
+    /// AVX-512, AVX2 and portable products), and the f32 product to int8 error.
     fn check(kind: Kind) {
         for (m, n, k) in [(1, 16, 256), (1, 48, 1536), (3, 32, 512), (8, 16, 768), (19, 64, 256)] {
             let mut rng = rand::rngs::StdRng::seed_from_u64((m * 17 + n * 3 + k) as u64);
@@ -372,6 +572,40 @@ mod tests {
                     }
                     for i in 0..t {
                         portable[(t0 + i) * n + panel * 16..][..16].copy_from_slice(&acc[i]);
+                    }
+                }
+            }
+            // The AVX2 product, wherever the CPU has it (on an AVX-512 CPU it is not the one `matmul` picks).
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") && std::arch::is_x86_feature_detected!("f16c") {
+                for panel in 0..n / 16 {
+                    let pw = &panels.data[panel * (k / 256) * block..][..(k / 256) * block];
+                    for t0 in 0..m {
+                        let mut one = [[0f32; ROWS]; TOKENS];
+                        let mut four = [[0f32; ROWS]; TOKENS];
+                        // SAFETY: the features were just detected.
+                        unsafe {
+                            match kind {
+                                Kind::Q4K => q4k_avx2::<1>(pw, &act, t0, &mut one),
+                                Kind::Q6K => q6k_avx2::<1>(pw, &act, t0, &mut one),
+                            }
+                            if t0 + 4 <= m {
+                                match kind {
+                                    Kind::Q4K => q4k_avx2::<4>(pw, &act, t0, &mut four),
+                                    Kind::Q6K => q6k_avx2::<4>(pw, &act, t0, &mut four),
+                                }
+                            }
+                        }
+                        for r in 0..16 {
+                            let want = portable[t0 * n + panel * 16 + r];
+                            assert!((one[0][r] - want).abs() <= 1e-4 * (1.0 + want.abs()), "{kind:?} AVX2 {m}×{n}×{k} token {t0} row {r}");
+                            if t0 + 4 <= m {
+                                for i in 0..4 {
+                                    let want = portable[(t0 + i) * n + panel * 16 + r];
+                                    assert!((four[i][r] - want).abs() <= 1e-4 * (1.0 + want.abs()), "{kind:?} AVX2×4 {m}×{n}×{k} token {} row {r}", t0 + i);
+                                }
+                            }
+                        }
                     }
                 }
             }
