@@ -422,7 +422,7 @@ unsafe fn q4k_avx2_step<const T: usize>(w: &[u8], act: &Activations, t0: usize, 
     let mut sum = [_mm256_setzero_si256(); T];
     let mut mins = [_mm256_setzero_ps(); T];
     for j in 0..8 {
-        if T == 1 && h == 0 {
+        if h == 0 {
             // 5 lines a sub-block cover the block's 37 (a hint: past the end it does nothing, hence wrapping_add).
             for p in 0..5 {
                 _mm_prefetch(o.wrapping_add(PREFETCH_BLOCKS * Q4K_PANEL_BYTES + (j * 5 + p) * 64) as *const i8, _MM_HINT_T0);
@@ -499,7 +499,7 @@ unsafe fn q6k_avx2_step<const T: usize>(w: &[u8], act: &Activations, t0: usize, 
     let mut sum = [_mm256_setzero_si256(); T];
     let mut corr = [_mm256_setzero_ps(); T];
     for j in 0..16 {
-        if T == 1 && h == 0 {
+        if h == 0 {
             // 4 lines a sub-block cover the block's 53.
             for p in 0..4 {
                 _mm_prefetch(o.wrapping_add(PREFETCH_BLOCKS * Q6K_PANEL_BYTES + (j * 4 + p) * 64) as *const i8, _MM_HINT_T0);
