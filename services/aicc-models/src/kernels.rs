@@ -180,7 +180,18 @@ unsafe fn quantize_activations_avx512(row: &[f32], out: &mut [u8]) -> f32 {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn quantize_activations_avx2(row: &[f32], out: &mut [u8]) -> f32 {
+    // q + 128 as a byte is q with its top bit flipped.
+    quantize_bytes_avx2(row, out, true)
+}
+
+/// Symmetric int8 quantisation of `row` (a multiple of 32 long) with one
+/// scale, rounding to nearest even; with `flip`, stored as `q + 128`. Also
+/// the generator's per-block quantizer (`llm::kquant`).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+pub(crate) unsafe fn quantize_bytes_avx2(row: &[f32], out: &mut [u8], flip: bool) -> f32 {
     use std::arch::x86_64::*;
+    debug_assert!(row.len() % 32 == 0 && out.len() == row.len());
     let abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
     let mut max = _mm256_setzero_ps();
     for c in row.chunks_exact(8) {
@@ -194,7 +205,7 @@ unsafe fn quantize_activations_avx2(row: &[f32], out: &mut [u8]) -> f32 {
     let (lo, hi) = (_mm256_set1_epi32(-127), _mm256_set1_epi32(127));
     // The packs interleave 128-bit lanes; this puts the 4-byte groups back in order.
     let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
-    let bias = _mm256_set1_epi8(-128);
+    let bias = _mm256_set1_epi8(if flip { -128 } else { 0 });
     for (c, o) in row.chunks_exact(32).zip(out.chunks_exact_mut(32)) {
         // (cvtps rounds to nearest even, as the portable path)
         let q = |i: usize| {
@@ -202,7 +213,6 @@ unsafe fn quantize_activations_avx2(row: &[f32], out: &mut [u8]) -> f32 {
             _mm256_min_epi32(_mm256_max_epi32(v, lo), hi)
         };
         let bytes = _mm256_packs_epi16(_mm256_packs_epi32(q(0), q(1)), _mm256_packs_epi32(q(2), q(3)));
-        // q + 128 as a byte is q with its top bit flipped.
         let bytes = _mm256_xor_si256(_mm256_permutevar8x32_epi32(bytes, order), bias);
         _mm256_storeu_si256(o.as_mut_ptr() as *mut __m256i, bytes);
     }

@@ -180,30 +180,9 @@ unsafe fn quantize_block_avx512(xs: &[f32; QK], out: &mut [i8; QK]) -> f32 {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn quantize_block_avx2(xs: &[f32; QK], out: &mut [i8; QK]) -> f32 {
-    use std::arch::x86_64::*;
-    let abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
-    let mut max = _mm256_setzero_ps();
-    for c in xs.chunks_exact(8) {
-        max = _mm256_max_ps(max, _mm256_and_ps(_mm256_loadu_ps(c.as_ptr()), abs));
-    }
-    let mut lanes = [0f32; 8];
-    _mm256_storeu_ps(lanes.as_mut_ptr(), max);
-    let max = lanes.iter().fold(0f32, |a, &v| a.max(v));
-    let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
-    let inv = _mm256_set1_ps(1.0 / scale);
-    let (lo, hi) = (_mm256_set1_epi32(-127), _mm256_set1_epi32(127));
-    // The packs interleave 128-bit lanes; this puts the 4-byte groups back in order.
-    let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
-    for (c, o) in xs.chunks_exact(32).zip(out.chunks_exact_mut(32)) {
-        // (cvtps rounds in the default mode, to nearest even, as the portable path)
-        let q = |i: usize| {
-            let v = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(c.as_ptr().add(8 * i)), inv));
-            _mm256_min_epi32(_mm256_max_epi32(v, lo), hi)
-        };
-        let bytes = _mm256_packs_epi16(_mm256_packs_epi32(q(0), q(1)), _mm256_packs_epi32(q(2), q(3)));
-        _mm256_storeu_si256(o.as_mut_ptr() as *mut __m256i, _mm256_permutevar8x32_epi32(bytes, order));
-    }
-    scale
+    // SAFETY: i8 and u8 have the same layout.
+    let bytes = &mut *(out as *mut [i8; QK] as *mut [u8; QK]);
+    crate::kernels::quantize_bytes_avx2(xs, bytes, false)
 }
 
 /// `out (m, n) = x (m, k) · wᵀ` for `w` the GGUF blocks of an (n, k) weight.

@@ -380,18 +380,27 @@ unsafe fn q6k_avx512<const T: usize>(w: &[u8], act: &Activations, t0: usize, out
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q4k_avx2<const T: usize>(w: &[u8], act: &Activations, t0: usize, out: &mut [[f32; ROWS]; TOKENS]) {
+    avx2_passes::<T>(act.kb, out, |b, h, acc| q4k_avx2_step::<T>(w, act, t0, b, h, acc));
+}
+
+/// The block loop of both AVX2 products: `step(b, h, acc)` for every block
+/// and half, one token both halves per block, a tile one half at a time.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn avx2_passes<const T: usize>(kb: usize, out: &mut [[f32; ROWS]; TOKENS], step: impl Fn(usize, usize, &mut [std::arch::x86_64::__m256; T])) {
     use std::arch::x86_64::*;
     let mut acc = [[_mm256_setzero_ps(); T]; 2];
     if T == 1 {
-        for b in 0..act.kb {
+        for b in 0..kb {
             for (h, acc) in acc.iter_mut().enumerate() {
-                q4k_avx2_step::<T>(w, act, t0, b, h, acc);
+                step(b, h, acc);
             }
         }
     } else {
         for (h, acc) in acc.iter_mut().enumerate() {
-            for b in 0..act.kb {
-                q4k_avx2_step::<T>(w, act, t0, b, h, acc);
+            for b in 0..kb {
+                step(b, h, acc);
             }
         }
     }
@@ -464,25 +473,7 @@ unsafe fn q4k_avx2_step<const T: usize>(w: &[u8], act: &Activations, t0: usize, 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q6k_avx2<const T: usize>(w: &[u8], act: &Activations, t0: usize, out: &mut [[f32; ROWS]; TOKENS]) {
-    use std::arch::x86_64::*;
-    let mut acc = [[_mm256_setzero_ps(); T]; 2];
-    if T == 1 {
-        for b in 0..act.kb {
-            for (h, acc) in acc.iter_mut().enumerate() {
-                q6k_avx2_step::<T>(w, act, t0, b, h, acc);
-            }
-        }
-    } else {
-        for (h, acc) in acc.iter_mut().enumerate() {
-            for b in 0..act.kb {
-                q6k_avx2_step::<T>(w, act, t0, b, h, acc);
-            }
-        }
-    }
-    for i in 0..T {
-        _mm256_storeu_ps(out[i].as_mut_ptr(), acc[0][i]);
-        _mm256_storeu_ps(out[i].as_mut_ptr().add(8), acc[1][i]);
-    }
+    avx2_passes::<T>(act.kb, out, |b, h, acc| q6k_avx2_step::<T>(w, act, t0, b, h, acc));
 }
 
 /// Block `b`, rows `8h..8h + 8` of a Q6_K panel, tokens `t0..t0 + T`.
