@@ -57,11 +57,15 @@ struct ChannelSink {
 
 impl Sink for ChannelSink {
     fn send(&mut self, event: GenEvent) -> bool {
-        if matches!(event, GenEvent::Token { .. }) {
+        let token = matches!(event, GenEvent::Token { .. });
+        // Never blocks: the channel has room for every event of the answer.
+        // A token the reader is gone for (a step that was running when the
+        // stream was dropped) is not counted as streamed.
+        let sent = self.events.try_send(Ok(event)).is_ok();
+        if sent && token {
             self.tokens.fetch_add(1, Ordering::Relaxed);
         }
-        // Never blocks: the channel has room for every event of the answer.
-        self.events.try_send(Ok(event)).is_ok()
+        sent
     }
 
     fn cancelled(&self) -> bool {
