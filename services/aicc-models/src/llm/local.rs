@@ -57,15 +57,11 @@ struct ChannelSink {
 
 impl Sink for ChannelSink {
     fn send(&mut self, event: GenEvent) -> bool {
-        let token = matches!(event, GenEvent::Token { .. });
-        // Never blocks: the channel has room for every event of the answer.
-        // A token the reader is gone for (a step that was running when the
-        // stream was dropped) is not counted as streamed.
-        let sent = self.events.try_send(Ok(event)).is_ok();
-        if sent && token {
+        if matches!(event, GenEvent::Token { .. }) {
             self.tokens.fetch_add(1, Ordering::Relaxed);
         }
-        sent
+        // Never blocks: the channel has room for every event of the answer.
+        self.events.try_send(Ok(event)).is_ok()
     }
 
     fn cancelled(&self) -> bool {
