@@ -95,6 +95,10 @@ impl<S: Sink> Sequence<S> {
     /// to compute it next, `Err(outcome)` when the sequence has ended (its
     /// `End` sent, unless nobody listens any more).
     fn sample(&mut self, tokenizer: &GgufTokenizer) -> Result<u32, Result<Outcome, LlmError>> {
+        // The reader may have gone while the last step ran: no token for nobody.
+        if self.sink.cancelled() {
+            return Err(Ok(cancelled(self.prompt_len, self.reuse)));
+        }
         let id = self.sampler.next(&mut self.logits, &self.history);
         self.first_token.get_or_insert_with(Instant::now);
         if !self.ignore_eos && tokenizer.is_end_of_generation(id) {
