@@ -208,22 +208,41 @@ fn batched_decoding_gives_each_conversation_what_it_gets_alone() {
 }
 
 /// Our K-quant kernels (panels) and candle's give the default model the
-/// same greedy answers: both round activations to int8 per block of 256
-/// the same way, so only the order of float sums differs.
+/// same greedy tokens, except where its top two logits all but tie. The two
+/// round differently (candle's prefill runs its own AMX or VNNI tiles), so
+/// their logits differ by up to ~0.9 of ~20 here; where the picks differ,
+/// both candidates must be closer than that in both. Both are fed the same
+/// tokens (ours), so one near-tie does not end the comparison.
 #[test]
 fn own_kernels_answer_as_candles_do() {
-    let load = |kernels| {
-        LocalModel::load(QWEN.0, &model_path(QWEN), &LocalOptions { context_tokens: 1024, cache_slots: 1, kernels }).unwrap()
-    };
-    let (mut ours, mut candle) = (load(Kernels::Own), load(Kernels::Candle));
+    use aicc_models::llm::model::{argmax, Transformer};
+    // The largest logit difference allowed between the two at any step.
+    const SPREAD: f32 = 1.5;
+    let path = model_path(QWEN);
+    let load = |kernels| Transformer::load(&path, 1024, kernels, &aicc_models::llm::device()).unwrap().0;
+    let (ours, candle) = (load(Kernels::Own), load(Kernels::Candle));
+    let (tokenizer, template) = read_tokenizer(&path).unwrap();
     let system = ChatMessage::system("You are the customer assistant of Hanbit Bank. Answer in one or two sentences.");
+    let (mut steps, mut ties) = (0, 0);
     for question in ["카드를 잃어버렸어요. 어떻게 해야 하나요?", "How do I send money abroad?", "What is the capital of France?"] {
-        let messages = vec![system.clone(), ChatMessage::user(question)];
-        let (a, _) = ask(&mut ours, messages.clone(), 24);
-        let (b, _) = ask(&mut candle, messages, 24);
-        assert!(!a.is_empty());
-        assert_eq!(a, b, "{question}");
+        let ids = template.render(&tokenizer, &[system.clone(), ChatMessage::user(question)]).unwrap();
+        let (mut a_cache, mut b_cache) = (ours.new_cache(), candle.new_cache());
+        let (mut a, mut b) = (ours.forward(&ids, &mut a_cache).unwrap(), candle.forward(&ids, &mut b_cache).unwrap());
+        for step in 0..24 {
+            let (pick, theirs) = (argmax(&a), argmax(&b));
+            let spread = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+            assert!(spread < SPREAD, "{question}, step {step}: logits differ by {spread}");
+            steps += 1;
+            if pick != theirs {
+                let gap = |l: &[f32]| (l[pick as usize] - l[theirs as usize]).abs();
+                assert!(gap(&a) < spread && gap(&b) < spread, "{question}, step {step}: gaps {} and {}, spread {spread}", gap(&a), gap(&b));
+                ties += 1;
+            }
+            a = ours.forward(&[pick], &mut a_cache).unwrap();
+            b = candle.forward(&[pick], &mut b_cache).unwrap();
+        }
     }
+    assert!(ties * 20 <= steps, "{ties} near-ties in {steps} steps");
 }
 
 /// Requests that arrive together run together: every one streams its

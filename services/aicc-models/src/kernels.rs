@@ -608,7 +608,7 @@ fn erf(x: f32) -> f32 {
 /// eˣ by range reduction to 2ⁿ·eᶠ and the Cephes polynomial (relative
 /// error ~1e-7); branch-free, unlike the library call, so it vectorises.
 #[inline(always)]
-fn exp(x: f32) -> f32 {
+pub(crate) fn exp(x: f32) -> f32 {
     let x = x.clamp(-87.0, 88.0);
     // Round to nearest with the 1.5·2²³ trick (no rounding instruction needed).
     let n = (x * std::f32::consts::LOG2_E + 12_582_912.0) - 12_582_912.0;

@@ -384,7 +384,7 @@ impl LocalModel {
                     let (a, b) = self.slots.split_at_mut(best);
                     (&b[0].0, &mut a[free].0)
                 };
-                dst.copy_prefix(src, shared[best])?;
+                dst.copy_prefix(src, shared[best]);
                 free
             }
             None if !self.busy[best] => best,

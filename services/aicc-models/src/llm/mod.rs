@@ -9,6 +9,7 @@ pub mod kquant;
 pub mod local;
 pub mod memory;
 pub mod model;
+pub mod ops;
 pub mod panels;
 pub mod remote;
 pub mod sampler;

@@ -1,7 +1,9 @@
-//! The decoder-only transformer of llama- and qwen2-architecture GGUFs, on
-//! candle's quantized matmuls. Our own (rather than candle-transformers')
-//! so that the key/value cache is ours: it can be cut back to a shared
-//! prefix and reused by the next turn, which candle's models cannot do.
+//! The decoder-only transformer of llama- and qwen2-architecture GGUFs.
+//! Our own (rather than candle-transformers') so that the key/value cache
+//! is ours: it can be cut back to a shared prefix and reused by the next
+//! turn, which candle's models cannot do. The matrix products run on our
+//! K-quant kernels (or candle's); everything between them (`ops`) works on
+//! plain buffers allocated once per forward pass.
 //!
 //! Token embeddings stay quantized (rows are dequantized on lookup), so the
 //! 151,936-row table costs its GGUF size, not four bytes per weight.
@@ -17,6 +19,7 @@ use candle_core::{DType, Device, Module, Tensor};
 
 use super::gguf::Meta;
 use super::kquant;
+use super::ops::{self, Heads, Rope};
 use super::panels::Panels;
 use super::LlmError;
 
@@ -40,16 +43,16 @@ pub struct Config {
 }
 
 struct Layer {
-    attn_norm: Tensor,
+    attn_norm: Vec<f32>,
     q: Linear,
     k: Linear,
     v: Linear,
     // qwen2 has biases on q, k and v.
-    q_bias: Option<Tensor>,
-    k_bias: Option<Tensor>,
-    v_bias: Option<Tensor>,
+    q_bias: Option<Vec<f32>>,
+    k_bias: Option<Vec<f32>>,
+    v_bias: Option<Vec<f32>>,
     o: Linear,
-    ffn_norm: Tensor,
+    ffn_norm: Vec<f32>,
     gate: Linear,
     up: Linear,
     down: Linear,
@@ -59,25 +62,25 @@ pub struct Transformer {
     pub config: Config,
     embed: Arc<QTensor>,
     layers: Vec<Layer>,
-    norm: Tensor,
+    norm: Vec<f32>,
     output: Linear,
-    cos: Tensor,
-    sin: Tensor,
+    rope: Rope,
     max_context: usize,
     device: Device,
 }
 
-/// The keys and values of one sequence, layer by layer, in buffers that
+/// The keys and values of one sequence, layer by layer: one row of
+/// `width` (key heads × head size) floats per position, in buffers that
 /// grow by doubling; `tokens` are the ids they were computed from.
 pub struct KvCache {
-    layers: Vec<Option<(Tensor, Tensor)>>,
-    capacity: usize,
+    layers: Vec<(Vec<f32>, Vec<f32>)>,
+    width: usize,
     pub tokens: Vec<u32>,
 }
 
 impl KvCache {
-    pub fn new(layers: usize) -> Self {
-        Self { layers: (0..layers).map(|_| None).collect(), capacity: 0, tokens: Vec::new() }
+    pub fn new(layers: usize, width: usize) -> Self {
+        Self { layers: vec![(Vec::new(), Vec::new()); layers], width, tokens: Vec::new() }
     }
 
     pub fn len(&self) -> usize {
@@ -91,75 +94,47 @@ impl KvCache {
     /// Forgets everything after the first `n` tokens (the buffers stay).
     pub fn truncate(&mut self, n: usize) {
         self.tokens.truncate(n);
+        for (k, v) in &mut self.layers {
+            k.truncate(n * self.width);
+            v.truncate(n * self.width);
+        }
     }
 
     /// Becomes a copy of the first `n` tokens of `other` (so that a new
     /// conversation can start from a shared system prompt without cutting
     /// back the conversation that computed it).
-    pub fn copy_prefix(&mut self, other: &KvCache, n: usize) -> candle_core::Result<()> {
+    pub fn copy_prefix(&mut self, other: &KvCache, n: usize) {
         let n = n.min(other.len());
-        self.tokens.clear();
-        self.reserve(n)?;
-        for (mine, theirs) in self.layers.iter_mut().zip(&other.layers) {
-            let Some((k, v)) = theirs else {
-                continue;
-            };
-            let (heads, _, dim) = k.dims3()?;
-            let slot = buffers(mine, heads, self.capacity, dim, k.device())?;
-            if n > 0 {
-                slot.0.slice_set(&k.narrow(1, 0, n)?.contiguous()?, 1, 0)?;
-                slot.1.slice_set(&v.narrow(1, 0, n)?.contiguous()?, 1, 0)?;
-            }
+        self.truncate(0);
+        self.reserve(n);
+        let len = n * self.width;
+        for ((k, v), (theirs_k, theirs_v)) in self.layers.iter_mut().zip(&other.layers) {
+            k.extend_from_slice(&theirs_k[..len]);
+            v.extend_from_slice(&theirs_v[..len]);
         }
         self.tokens.extend_from_slice(&other.tokens[..n]);
-        Ok(())
     }
 
-    fn reserve(&mut self, needed: usize) -> candle_core::Result<()> {
-        if needed <= self.capacity {
-            return Ok(());
+    fn reserve(&mut self, needed: usize) {
+        let capacity = needed.next_power_of_two().max(256) * self.width;
+        for (k, v) in &mut self.layers {
+            if k.capacity() < needed * self.width {
+                k.reserve_exact(capacity - k.len());
+                v.reserve_exact(capacity - v.len());
+            }
         }
-        let capacity = needed.next_power_of_two().max(256);
-        let used = self.tokens.len();
-        for layer in self.layers.iter_mut().flatten() {
-            let grow = |t: &Tensor| -> candle_core::Result<Tensor> {
-                let (heads, _, dim) = t.dims3()?;
-                let bigger = Tensor::zeros((heads, capacity, dim), DType::F32, t.device())?;
-                if used > 0 {
-                    bigger.slice_set(&t.narrow(1, 0, used)?.contiguous()?, 1, 0)?;
-                }
-                Ok(bigger)
-            };
-            *layer = (grow(&layer.0)?, grow(&layer.1)?);
-        }
-        self.capacity = capacity;
-        Ok(())
     }
 
-    /// Writes `k`, `v` (heads, t, dim) at position `at` and returns the
-    /// views of everything up to `at + t`.
-    fn store(&mut self, layer: usize, at: usize, k: &Tensor, v: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
-        let (heads, t, dim) = k.dims3()?;
-        let slot = buffers(&mut self.layers[layer], heads, self.capacity, dim, k.device())?;
-        slot.0.slice_set(k, 1, at)?;
-        slot.1.slice_set(v, 1, at)?;
-        Ok((slot.0.narrow(1, 0, at + t)?, slot.1.narrow(1, 0, at + t)?))
+    /// Writes the rows `k`, `v` at position `at` and returns everything up
+    /// to `at` plus those rows.
+    fn store(&mut self, layer: usize, at: usize, k: &[f32], v: &[f32]) -> (&[f32], &[f32]) {
+        let (keys, values) = &mut self.layers[layer];
+        keys.truncate(at * self.width);
+        values.truncate(at * self.width);
+        keys.extend_from_slice(k);
+        values.extend_from_slice(v);
+        (&keys[..], &values[..])
     }
-}
-
-/// A layer's key and value buffers, allocated at first use.
-fn buffers<'a>(
-    layer: &'a mut Option<(Tensor, Tensor)>,
-    heads: usize,
-    capacity: usize,
-    dim: usize,
-    device: &Device,
-) -> candle_core::Result<&'a mut (Tensor, Tensor)> {
-    if layer.is_none() {
-        let z = || Tensor::zeros((heads, capacity, dim), DType::F32, device);
-        *layer = Some((z()?, z()?));
-    }
-    Ok(layer.as_mut().expect("just filled"))
 }
 
 impl Transformer {
@@ -205,7 +180,9 @@ impl Transformer {
             content.tensor(&mut reader, name, device).map_err(|e| LlmError::Format(format!("tensor {name}: {e}")))
         };
         let embed = Arc::new(tensor("token_embd.weight")?);
-        let norm = tensor("output_norm.weight")?.dequantize(device)?;
+        // Norm weights and biases as plain floats, for `ops`.
+        let vector = |t: QTensor| -> Result<Vec<f32>, LlmError> { Ok(t.dequantize(device)?.flatten_all()?.to_vec1::<f32>()?) };
+        let norm = vector(tensor("output_norm.weight")?)?;
         let output = if content.tensor_infos.contains_key("output.weight") {
             Linear::new(Arc::new(tensor("output.weight")?), dequantize_legacy, kernels, device)?
         } else {
@@ -215,14 +192,15 @@ impl Transformer {
         let mut layers = Vec::with_capacity(config.layers);
         for i in 0..config.layers {
             let p = |n: &str| format!("blk.{i}.{n}");
-            let mut bias = |n: &str| -> Result<Option<Tensor>, LlmError> {
+            let mut bias = |n: &str| -> Result<Option<Vec<f32>>, LlmError> {
                 if content.tensor_infos.contains_key(&p(n)) {
-                    Ok(Some(tensor(&p(n))?.dequantize(device)?))
+                    Ok(Some(vector(tensor(&p(n))?)?))
                 } else {
                     Ok(None)
                 }
             };
             let (q_bias, k_bias, v_bias) = (bias("attn_q.bias")?, bias("attn_k.bias")?, bias("attn_v.bias")?);
+            let (attn_norm, ffn_norm) = (vector(tensor(&p("attn_norm.weight"))?)?, vector(tensor(&p("ffn_norm.weight"))?)?);
             let mut mm = |n: &str| -> Result<Linear, LlmError> { Linear::new(Arc::new(tensor(&p(n))?), dequantize_legacy, kernels, device) };
             layers.push(Layer {
                 q: mm("attn_q.weight")?,
@@ -232,15 +210,15 @@ impl Transformer {
                 gate: mm("ffn_gate.weight")?,
                 up: mm("ffn_up.weight")?,
                 down: mm("ffn_down.weight")?,
-                attn_norm: tensor(&p("attn_norm.weight"))?.dequantize(device)?,
-                ffn_norm: tensor(&p("ffn_norm.weight"))?.dequantize(device)?,
+                attn_norm,
+                ffn_norm,
                 q_bias,
                 k_bias,
                 v_bias,
             });
         }
-        let (cos, sin) = rope_tables(&config, max_context, device)?;
-        let model = Self { config, embed, layers, norm, output, cos, sin, max_context, device: device.clone() };
+        let rope = Rope::new(head_dim, config.rope_base, max_context, arch == Arch::Llama);
+        let model = Self { config, embed, layers, norm, output, rope, max_context, device: device.clone() };
         Ok((model, content))
     }
 
@@ -256,7 +234,7 @@ impl Transformer {
     }
 
     pub fn new_cache(&self) -> KvCache {
-        KvCache::new(self.config.layers)
+        KvCache::new(self.config.layers, self.config.kv_heads * self.config.head_dim)
     }
 
     /// Runs `tokens` after what `cache` holds, appends their keys and values,
@@ -285,78 +263,61 @@ impl Transformer {
             if at + t > self.max_context {
                 return Err(LlmError::ContextFull { needed: at + t, context: self.max_context });
             }
-            cache.reserve(at + t)?;
+            cache.reserve(at + t);
             spans.push((ids.len(), t, at));
             ids.extend_from_slice(tokens);
         }
         let c = &self.config;
-        let group = c.heads / c.kv_heads;
-        let rows = ids.len();
+        let shape = Heads { heads: c.heads, kv_heads: c.kv_heads, dim: c.head_dim };
+        let (width, kv_width, rows) = (c.heads * c.head_dim, c.kv_heads * c.head_dim, ids.len());
         let ids = Tensor::new(ids.as_slice(), &self.device)?;
-        let mut x = self.embed.embedding(&ids)?; // (rows, hidden)
-        let masks = spans
-            .iter()
-            .map(|&(_, t, at)| (t > 1).then(|| causal_mask(t, at, group, &self.device)).transpose())
-            .collect::<candle_core::Result<Vec<_>>>()?;
-        let scale = 1.0 / (c.head_dim as f64).sqrt();
+        let mut x = self.embed.embedding(&ids)?.to_device(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?; // rows × hidden
+        let ffn = self.layers.first().map_or(0, |l| l.gate.n());
+        let buffer = |w: usize| vec![0f32; rows * w];
+        let (mut h, mut y) = (buffer(c.hidden), buffer(c.hidden));
+        let (mut q, mut k, mut v, mut att) = (buffer(width), buffer(kv_width), buffer(kv_width), buffer(width));
+        let (mut gate, mut up) = (buffer(ffn), buffer(ffn));
+        let dev = &self.device;
 
         for (i, l) in self.layers.iter().enumerate() {
-            let h = candle_nn::ops::rms_norm(&x, &l.attn_norm, c.rms_eps)?;
-            let project = |w: &Linear, b: &Option<Tensor>| -> candle_core::Result<Tensor> {
-                let y = w.forward(&h)?;
-                match b {
-                    Some(b) => y.broadcast_add(b),
-                    None => Ok(y),
+            ops::rms_norm(&x, &l.attn_norm, c.rms_eps, &mut h);
+            for (w, b, out) in [(&l.q, &l.q_bias, &mut q), (&l.k, &l.k_bias, &mut k), (&l.v, &l.v_bias, &mut v)] {
+                w.forward(&h, rows, out, dev)?;
+                if let Some(b) = b {
+                    ops::add_rows(out, b);
                 }
-            };
-            let (q_all, k_all, v_all) = (project(&l.q, &l.q_bias)?, project(&l.k, &l.k_bias)?, project(&l.v, &l.v_bias)?);
-            let mut outputs = Vec::with_capacity(spans.len());
-            for (s, &(row, t, at)) in spans.iter().enumerate() {
-                // (t, heads·dim) → (heads, t, dim)
-                let heads = |y: &Tensor, n: usize| y.narrow(0, row, t)?.reshape((t, n, c.head_dim))?.transpose(0, 1)?.contiguous();
-                let (cos, sin) = (self.cos.narrow(0, at, t)?, self.sin.narrow(0, at, t)?);
-                let q = self.rope(&heads(&q_all, c.heads)?, &cos, &sin)?;
-                let k = self.rope(&heads(&k_all, c.kv_heads)?, &cos, &sin)?;
-                let v = heads(&v_all, c.kv_heads)?;
-                let (k, v) = segments[s].1.store(i, at, &k, &v)?;
-
-                // Grouped-query attention without copying keys: the `group`
-                // query heads sharing a key head become rows of one matmul.
-                let q = q.reshape((c.kv_heads, group * t, c.head_dim))?;
-                let mut att = (q.matmul(&k.t()?)? * scale)?; // (kv_heads, group·t, at+t)
-                if let Some(mask) = &masks[s] {
-                    att = att.broadcast_add(mask)?;
-                }
-                let att = candle_nn::ops::softmax_last_dim(&att)?;
-                let y = att.matmul(&v)?; // (kv_heads, group·t, dim)
-                outputs.push(y.reshape((c.heads, t, c.head_dim))?.transpose(0, 1)?.reshape((t, c.heads * c.head_dim))?);
             }
-            let y = if outputs.len() == 1 { outputs.pop().expect("one") } else { Tensor::cat(&outputs, 0)? };
-            x = (x + l.o.forward(&y)?)?;
+            for (s, &(row, t, at)) in spans.iter().enumerate() {
+                let q = &mut q[row * width..(row + t) * width];
+                let k = &mut k[row * kv_width..(row + t) * kv_width];
+                self.rope.apply(q, c.heads, at);
+                self.rope.apply(k, c.kv_heads, at);
+                let (keys, values) = segments[s].1.store(i, at, k, &v[row * kv_width..(row + t) * kv_width]);
+                ops::attention(q, at, keys, values, shape, &mut att[row * width..(row + t) * width]);
+            }
+            l.o.forward(&att, rows, &mut y, dev)?;
+            ops::add(&mut x, &y);
 
-            let h = candle_nn::ops::rms_norm(&x, &l.ffn_norm, c.rms_eps)?;
-            let ff = (candle_nn::ops::silu(&l.gate.forward(&h)?)? * l.up.forward(&h)?)?;
-            x = (x + l.down.forward(&ff)?)?;
+            ops::rms_norm(&x, &l.ffn_norm, c.rms_eps, &mut h);
+            l.gate.forward(&h, rows, &mut gate, dev)?;
+            l.up.forward(&h, rows, &mut up, dev)?;
+            ops::silu_mul(&mut gate, &up);
+            l.down.forward(&gate, rows, &mut y, dev)?;
+            ops::add(&mut x, &y);
         }
         for (tokens, cache) in segments.iter_mut() {
             cache.tokens.extend_from_slice(tokens);
         }
-        debug_assert_eq!(x.dims2()?.0, rows);
-        let last: Vec<u32> = spans.iter().map(|&(row, t, _)| (row + t - 1) as u32).collect();
-        let last = x.index_select(&Tensor::new(last.as_slice(), &self.device)?, 0)?;
-        let last = candle_nn::ops::rms_norm(&last, &self.norm, c.rms_eps)?;
-        let logits = self.output.forward(&last)?.to_dtype(DType::F32)?;
-        Ok(logits.to_vec2::<f32>()?)
-    }
-
-    fn rope(&self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> candle_core::Result<Tensor> {
-        let x4 = x.unsqueeze(0)?;
-        let y = match self.config.arch {
-            // llama GGUFs store q/k permuted for interleaved pairs; qwen2 rotates halves.
-            Arch::Llama => candle_nn::rotary_emb::rope_i(&x4, cos, sin)?,
-            Arch::Qwen2 => candle_nn::rotary_emb::rope(&x4, cos, sin)?,
-        };
-        y.squeeze(0)
+        let mut last = Vec::with_capacity(spans.len() * c.hidden);
+        for &(row, t, _) in &spans {
+            last.extend_from_slice(&x[(row + t - 1) * c.hidden..][..c.hidden]);
+        }
+        let mut normed = vec![0f32; last.len()];
+        ops::rms_norm(&last, &self.norm, c.rms_eps, &mut normed);
+        let vocab = self.output.n();
+        let mut logits = vec![0f32; spans.len() * vocab];
+        self.output.forward(&normed, spans.len(), &mut logits, dev)?;
+        Ok(logits.chunks_exact(vocab).map(<[f32]>::to_vec).collect())
     }
 }
 
@@ -406,7 +367,7 @@ impl Kernels {
 ///   decode step) through `QMatMul`, whose repacked tiles reuse each weight
 ///   across rows, at the price of a second and third copy of the weights.
 pub(crate) enum Linear {
-    Candle { matmul: QMatMul, compact: Option<Arc<QTensor>> },
+    Candle { matmul: QMatMul, compact: Option<Arc<QTensor>>, n: usize },
     Panels(Panels),
     Rows(Arc<QTensor>),
 }
@@ -414,7 +375,8 @@ pub(crate) enum Linear {
 impl Linear {
     fn new(t: Arc<QTensor>, dequantize_legacy: bool, kernels: Kernels, device: &Device) -> Result<Self, LlmError> {
         if dequantize_legacy && is_legacy(t.dtype()) {
-            return Ok(Self::Candle { matmul: QMatMul::Tensor(t.dequantize(device)?), compact: None });
+            let n = t.shape().dims2()?.0;
+            return Ok(Self::Candle { matmul: QMatMul::Tensor(t.dequantize(device)?), compact: None, n });
         }
         // (CPU only: on a GPU the blocks live on the device.)
         let k_quant = device.is_cpu() && matches!(t.dtype(), GgmlDType::Q4K | GgmlDType::Q6K);
@@ -431,7 +393,8 @@ impl Linear {
             }
             _ => {
                 let compact = k_quant.then(|| t.clone());
-                Ok(Self::Candle { matmul: QMatMul::from_arc(t)?, compact })
+                let n = t.shape().dims2()?.0;
+                Ok(Self::Candle { matmul: QMatMul::from_arc(t)?, compact, n })
             }
         }
     }
@@ -447,40 +410,46 @@ impl Linear {
         }
     }
 
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+    /// The outputs per row.
+    fn n(&self) -> usize {
         match self {
-            Self::Panels(p) => {
-                let m = x.dims2()?.0;
-                let lhs = x.flatten_all()?.to_vec1::<f32>()?;
-                let mut dst = vec![0f32; m * p.n];
-                p.matmul(&lhs, m, &mut dst);
-                Tensor::from_vec(dst, (m, p.n), x.device())
-            }
-            Self::Rows(w) => own(w, x),
-            Self::Candle { compact: Some(w), .. } if x.dims2().is_ok_and(|(m, _)| m == 1) => gemv(w, x),
-            Self::Candle { matmul, .. } => matmul.forward(x),
+            Self::Panels(p) => p.n,
+            Self::Rows(w) => w.shape().dims()[0],
+            Self::Candle { n, .. } => *n,
         }
+    }
+
+    /// `out` = the `m` rows of `x` times the weight, transposed (`m × n`).
+    /// `device` is where candle's products run.
+    fn forward(&self, x: &[f32], m: usize, out: &mut [f32], device: &Device) -> candle_core::Result<()> {
+        match self {
+            Self::Panels(p) => p.matmul(x, m, out),
+            Self::Rows(w) => own(w, x, m, out)?,
+            Self::Candle { compact: Some(w), .. } if m == 1 => gemv(w, x, m, out)?,
+            Self::Candle { matmul, .. } => {
+                let y = matmul.forward(&Tensor::from_slice(x, (m, x.len() / m), device)?)?;
+                out.copy_from_slice(&y.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?);
+            }
+        }
+        Ok(())
     }
 }
 
 /// (m, k) · (n, k)ᵀ on our K-quant kernels.
-fn own(w: &QTensor, x: &Tensor) -> candle_core::Result<Tensor> {
+fn own(w: &QTensor, x: &[f32], m: usize, out: &mut [f32]) -> candle_core::Result<()> {
     let (n, k) = w.shape().dims2()?;
-    let m = x.dims2()?.0;
     let kind = match w.dtype() {
         GgmlDType::Q4K => kquant::Kind::Q4K,
         GgmlDType::Q6K => kquant::Kind::Q6K,
         other => candle_core::bail!("no K-quant kernel for {other:?}"),
     };
-    let lhs = x.flatten_all()?.to_vec1::<f32>()?;
-    let mut dst = vec![0f32; m * n];
-    kquant::matmul(kind, &w.data()?, n, k, &lhs, m, &mut dst);
-    Tensor::from_vec(dst, (m, n), x.device())
+    kquant::matmul(kind, &w.data()?, n, k, x, m, out);
+    Ok(())
 }
 
 /// (m, k) · (n, k)ᵀ through candle's block dot products on the GGUF blocks
 /// as they are (used for m = 1 with `Kernels::Candle`).
-fn gemv(w: &QTensor, x: &Tensor) -> candle_core::Result<Tensor> {
+fn gemv(w: &QTensor, x: &[f32], m: usize, out: &mut [f32]) -> candle_core::Result<()> {
     use candle_core::quantized::k_quants::{self, BlockQ4K, BlockQ6K, GgmlType};
     fn blocks<T: GgmlType>(bytes: &[u8]) -> &[T] {
         // SAFETY: the bytes are a QTensor's storage of exactly these blocks
@@ -488,39 +457,12 @@ fn gemv(w: &QTensor, x: &Tensor) -> candle_core::Result<Tensor> {
         unsafe { std::slice::from_raw_parts(bytes.as_ptr() as *const T, bytes.len() / std::mem::size_of::<T>()) }
     }
     let (n, k) = w.shape().dims2()?;
-    let m = x.dims2()?.0;
-    let lhs = x.flatten_all()?.to_vec1::<f32>()?;
-    let mut dst = vec![0f32; m * n];
     let data = w.data()?;
     match w.dtype() {
-        GgmlDType::Q4K => k_quants::matmul((m, k, n), &lhs, blocks::<BlockQ4K>(&data), &mut dst)?,
-        GgmlDType::Q6K => k_quants::matmul((m, k, n), &lhs, blocks::<BlockQ6K>(&data), &mut dst)?,
+        GgmlDType::Q4K => k_quants::matmul((m, k, n), x, blocks::<BlockQ4K>(&data), out),
+        GgmlDType::Q6K => k_quants::matmul((m, k, n), x, blocks::<BlockQ6K>(&data), out),
         other => candle_core::bail!("no compact gemv for {other:?}"),
     }
-    Tensor::from_vec(dst, (m, n), x.device())
-}
-
-fn rope_tables(c: &Config, positions: usize, device: &Device) -> Result<(Tensor, Tensor), LlmError> {
-    let half = c.head_dim / 2;
-    let inv: Vec<f32> = (0..half).map(|i| 1.0 / c.rope_base.powf(2.0 * i as f32 / c.head_dim as f32)).collect();
-    let inv = Tensor::from_vec(inv, (1, half), device)?;
-    let pos = Tensor::arange(0u32, positions as u32, device)?.to_dtype(DType::F32)?.reshape((positions, 1))?;
-    let freqs = pos.broadcast_mul(&inv)?;
-    Ok((freqs.cos()?, freqs.sin()?))
-}
-
-/// −∞ where query row `r` (of `group` stacked copies of `t` positions after
-/// `at`) would see a later key: shape (group·t, at+t).
-fn causal_mask(t: usize, at: usize, group: usize, device: &Device) -> candle_core::Result<Tensor> {
-    let width = at + t;
-    let mut m = vec![0f32; group * t * width];
-    for g in 0..group {
-        for i in 0..t {
-            let row = &mut m[(g * t + i) * width..][..width];
-            row[at + i + 1..].fill(f32::NEG_INFINITY);
-        }
-    }
-    Tensor::from_vec(m, (group * t, width), device)
 }
 
 /// The index of the largest logit.
@@ -585,11 +527,17 @@ mod tests {
     fn own_kernels_read_candles_blocks() {
         for dtype in [GgmlDType::Q4K, GgmlDType::Q6K] {
             for (m, k, n) in [(1, 1536, 48), (13, 512, 32), (1, 256, 16)] {
-                let ours = error_of(dtype, m, k, n, |q, x| own(&q, x).unwrap());
+                let product = |x: &Tensor, f: &dyn Fn(&[f32], usize, &mut [f32])| {
+                    let (m, _) = x.dims2().unwrap();
+                    let mut out = vec![0f32; m * n];
+                    f(&x.flatten_all().unwrap().to_vec1::<f32>().unwrap(), m, &mut out);
+                    Tensor::from_vec(out, (m, n), &Device::Cpu).unwrap()
+                };
+                let ours = error_of(dtype, m, k, n, |q, x| product(x, &|x, m, out| own(&q, x, m, out).unwrap()));
                 let linear = error_of(dtype, m, k, n, |q, x| {
                     let l = Linear::new(Arc::new(q), true, Kernels::Own, &Device::Cpu).unwrap();
                     assert!(matches!(l, Linear::Panels(_)));
-                    l.forward(x).unwrap()
+                    product(x, &|x, m, out| l.forward(x, m, out, &Device::Cpu).unwrap())
                 });
                 assert!((linear - ours).abs() < 1e-4, "{dtype:?} m={m} k={k} n={n}: panels {linear}, rows {ours}");
                 let candle = worst_error(dtype, m, k, n);
