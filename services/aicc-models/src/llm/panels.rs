@@ -293,6 +293,9 @@ unsafe fn q4k_avx512<const T: usize>(w: &[u8], act: &Activations, t0: usize, out
     let kb = act.kb;
     for b in 0..kb {
         let o = w.as_ptr().add(b * Q4K_PANEL_BYTES);
+        // Σ_j sc_j·d·Σ q·a per token, times the token's scale once per block
+        // (a multiply per token and sub-block fewer: prefill is ALU-bound).
+        let mut blk = [_mm512_setzero_ps(); T];
         let d = _mm512_cvtph_ps(_mm256_loadu_si256(o.add(D) as *const __m256i));
         let dmin = _mm512_cvtph_ps(_mm256_loadu_si256(o.add(DMIN) as *const __m256i));
         for j in 0..8 {
@@ -317,12 +320,15 @@ unsafe fn q4k_avx512<const T: usize>(w: &[u8], act: &Activations, t0: usize, out
                 for g in 1..8 {
                     s = _mm512_dpbusd_epi32(s, wq[g], _mm512_set1_epi32(a.add(g).read_unaligned()));
                 }
-                let da = *act.d.get_unchecked(tok * kb + b);
-                acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(scale, _mm512_set1_ps(da)), acc[i]);
+                blk[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), scale, blk[i]);
                 let asum = *act.sums.get_unchecked((tok * kb + b) * 8 + j);
                 acc[i] = _mm512_fnmadd_ps(min, _mm512_set1_ps(asum), acc[i]);
             });
         }
+        kquant::each_token!(T, i, {
+            let da = *act.d.get_unchecked((t0 + i) * kb + b);
+            acc[i] = _mm512_fmadd_ps(blk[i], _mm512_set1_ps(da), acc[i]);
+        });
     }
     for i in 0..T {
         _mm512_storeu_ps(out[i].as_mut_ptr(), acc[i]);
@@ -338,6 +344,7 @@ unsafe fn q6k_avx512<const T: usize>(w: &[u8], act: &Activations, t0: usize, out
     let kb = act.kb;
     for b in 0..kb {
         let o = w.as_ptr().add(b * Q6K_PANEL_BYTES);
+        let mut blk = [_mm512_setzero_ps(); T];
         let d = _mm512_cvtph_ps(_mm256_loadu_si256(o.add(D) as *const __m256i));
         for j in 0..16 {
             // 4 lines a sub-block cover the block's 53.
@@ -364,12 +371,15 @@ unsafe fn q6k_avx512<const T: usize>(w: &[u8], act: &Activations, t0: usize, out
                 for g in 1..4 {
                     s = _mm512_dpbusd_epi32(s, wq[g], _mm512_set1_epi32(a.add(g).read_unaligned()));
                 }
-                let da = *act.d.get_unchecked(tok * kb + b);
-                acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(scale, _mm512_set1_ps(da)), acc[i]);
+                blk[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), scale, blk[i]);
                 let asum = *act.sums.get_unchecked((tok * kb + b) * 16 + j);
                 acc[i] = _mm512_fnmadd_ps(scale32, _mm512_set1_ps(asum), acc[i]);
             });
         }
+        kquant::each_token!(T, i, {
+            let da = *act.d.get_unchecked((t0 + i) * kb + b);
+            acc[i] = _mm512_fmadd_ps(blk[i], _mm512_set1_ps(da), acc[i]);
+        });
     }
     for i in 0..T {
         _mm512_storeu_ps(out[i].as_mut_ptr(), acc[i]);
