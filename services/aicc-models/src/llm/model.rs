@@ -268,21 +268,46 @@ impl Transformer {
             ids.extend_from_slice(tokens);
         }
         let c = &self.config;
-        let shape = Heads { heads: c.heads, kv_heads: c.kv_heads, dim: c.head_dim };
         let (width, kv_width, rows) = (c.heads * c.head_dim, c.kv_heads * c.head_dim, ids.len());
         let ids = Tensor::new(ids.as_slice(), &self.device)?;
         let mut x = self.embed.embedding(&ids)?.to_device(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?; // rows × hidden
         let ffn = self.layers.first().map_or(0, |l| l.gate.n());
-        let buffer = |w: usize| vec![0f32; rows * w];
-        let (mut h, mut y) = (buffer(c.hidden), buffer(c.hidden));
-        let (mut q, mut k, mut v, mut att) = (buffer(width), buffer(kv_width), buffer(kv_width), buffer(width));
-        let (mut gate, mut up) = (buffer(ffn), buffer(ffn));
+        let sizes = [c.hidden, c.hidden, width, kv_width, kv_width, width, ffn, ffn].map(|w| rows * w);
+        let mut scratch = vec![0f32; sizes.iter().sum()];
+        self.layers_pass(&mut x, &spans, segments, carve(&mut scratch, sizes))?;
+        for (tokens, cache) in segments.iter_mut() {
+            cache.tokens.extend_from_slice(tokens);
+        }
+        let mut last = Vec::with_capacity(spans.len() * c.hidden);
+        for &(row, t, _) in &spans {
+            last.extend_from_slice(&x[(row + t - 1) * c.hidden..][..c.hidden]);
+        }
+        let mut normed = vec![0f32; last.len()];
+        ops::rms_norm(&last, &self.norm, c.rms_eps, &mut normed);
+        let vocab = self.output.n();
+        let mut logits = vec![0f32; spans.len() * vocab];
+        self.output.forward(&normed, spans.len(), &mut logits, &self.device)?;
+        Ok(logits.chunks_exact(vocab).map(<[f32]>::to_vec).collect())
+    }
+
+    /// Every layer over the rows `x` (the segments' tokens, `spans` as in
+    /// `forward_segments`), appending their keys and values to the caches.
+    fn layers_pass(
+        &self,
+        x: &mut [f32],
+        spans: &[(usize, usize, usize)],
+        segments: &mut [(&[u32], &mut KvCache)],
+        [h, y, q, k, v, att, gate, up]: [&mut [f32]; 8],
+    ) -> Result<(), LlmError> {
+        let c = &self.config;
+        let shape = Heads { heads: c.heads, kv_heads: c.kv_heads, dim: c.head_dim };
+        let (width, kv_width, rows) = (c.heads * c.head_dim, c.kv_heads * c.head_dim, x.len() / c.hidden);
         let dev = &self.device;
 
         for (i, l) in self.layers.iter().enumerate() {
-            ops::rms_norm(&x, &l.attn_norm, c.rms_eps, &mut h);
-            for (w, b, out) in [(&l.q, &l.q_bias, &mut q), (&l.k, &l.k_bias, &mut k), (&l.v, &l.v_bias, &mut v)] {
-                w.forward(&h, rows, out, dev)?;
+            ops::rms_norm(x, &l.attn_norm, c.rms_eps, h);
+            for (w, b, out) in [(&l.q, &l.q_bias, &mut *q), (&l.k, &l.k_bias, &mut *k), (&l.v, &l.v_bias, &mut *v)] {
+                w.forward(h, rows, out, dev)?;
                 if let Some(b) = b {
                     ops::add_rows(out, b);
                 }
@@ -295,30 +320,27 @@ impl Transformer {
                 let (keys, values) = segments[s].1.store(i, at, k, &v[row * kv_width..(row + t) * kv_width]);
                 ops::attention(q, at, keys, values, shape, &mut att[row * width..(row + t) * width]);
             }
-            l.o.forward(&att, rows, &mut y, dev)?;
-            ops::add(&mut x, &y);
+            l.o.forward(att, rows, y, dev)?;
+            ops::add(x, y);
 
-            ops::rms_norm(&x, &l.ffn_norm, c.rms_eps, &mut h);
-            l.gate.forward(&h, rows, &mut gate, dev)?;
-            l.up.forward(&h, rows, &mut up, dev)?;
-            ops::silu_mul(&mut gate, &up);
-            l.down.forward(&gate, rows, &mut y, dev)?;
-            ops::add(&mut x, &y);
+            ops::rms_norm(x, &l.ffn_norm, c.rms_eps, h);
+            l.gate.forward(h, rows, gate, dev)?;
+            l.up.forward(h, rows, up, dev)?;
+            ops::silu_mul(gate, up);
+            l.down.forward(gate, rows, y, dev)?;
+            ops::add(x, y);
         }
-        for (tokens, cache) in segments.iter_mut() {
-            cache.tokens.extend_from_slice(tokens);
-        }
-        let mut last = Vec::with_capacity(spans.len() * c.hidden);
-        for &(row, t, _) in &spans {
-            last.extend_from_slice(&x[(row + t - 1) * c.hidden..][..c.hidden]);
-        }
-        let mut normed = vec![0f32; last.len()];
-        ops::rms_norm(&last, &self.norm, c.rms_eps, &mut normed);
-        let vocab = self.output.n();
-        let mut logits = vec![0f32; spans.len() * vocab];
-        self.output.forward(&normed, spans.len(), &mut logits, dev)?;
-        Ok(logits.chunks_exact(vocab).map(<[f32]>::to_vec).collect())
+        Ok(())
     }
+}
+
+/// `buf` cut into consecutive pieces of `sizes`.
+fn carve<const N: usize>(mut buf: &mut [f32], sizes: [usize; N]) -> [&mut [f32]; N] {
+    sizes.map(|n| {
+        let (piece, rest) = std::mem::take(&mut buf).split_at_mut(n);
+        buf = rest;
+        piece
+    })
 }
 
 /// Models whose legacy-block weights fit in this much f32 get them dequantized at load.
