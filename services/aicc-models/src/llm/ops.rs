@@ -107,14 +107,23 @@ pub fn add_rows(x: &mut [f32], b: &[f32]) {
     widest!(body(x: &mut [f32], b: &[f32]))
 }
 
-/// `gate = silu(gate) · up`, SwiGLU's feed-forward gate.
+/// `gate = silu(gate) · up`, SwiGLU's feed-forward gate. A prompt chunk's
+/// gate is megabytes: both threads share it (it was 6% of prefill on one).
 pub fn silu_mul(gate: &mut [f32], up: &[f32]) {
     #[inline(always)]
     fn body(gate: &mut [f32], up: &[f32]) {
         gate.iter_mut().zip(up).for_each(|(g, u)| *g = *g / (1.0 + kernels::exp(-*g)) * u);
     }
+    fn part(gate: &mut [f32], up: &[f32]) {
+        widest!(body(gate: &mut [f32], up: &[f32]))
+    }
     assert_eq!(gate.len(), up.len());
-    widest!(body(gate: &mut [f32], up: &[f32]))
+    const PIECE: usize = 1 << 15;
+    if gate.len() >= 2 * PIECE {
+        gate.par_chunks_mut(PIECE).zip(up.par_chunks(PIECE)).for_each(|(g, u)| part(g, u));
+    } else {
+        part(gate, up);
+    }
 }
 
 /// Rotary position embedding tables, `cos`/`sin` of position × frequency.
