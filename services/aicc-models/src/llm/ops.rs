@@ -367,6 +367,13 @@ mod tests {
         silu_mul(&mut gate, &up);
         let want = (candle_nn::ops::silu(&gt).unwrap() * ut).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
         close(&gate, &want, 1e-5, "silu_mul");
+        // Long enough to be shared between threads.
+        let n = 70_001;
+        let up: Vec<f32> = random(&mut seed, n);
+        let mut gate: Vec<f32> = random(&mut seed, n).iter().map(|v| v * 20.0).collect();
+        let want: Vec<f32> = gate.iter().zip(&up).map(|(g, u)| g / (1.0 + (-g).exp()) * u).collect();
+        silu_mul(&mut gate, &up);
+        close(&gate, &want, 1e-5, "silu_mul, long");
 
         // Three heads of 32 at positions 7.. for both layouts.
         let (heads, dim, at) = (3, 32, 7);
