@@ -172,24 +172,21 @@ fn pack_q6k<'a>(o: &mut [u8], row: impl Fn(usize) -> &'a [u8]) {
 fn panel_product(kind: Kind, w: &[u8], act: &Activations, t0: usize, t: usize, acc: &mut [[f32; ROWS]; TOKENS]) {
     #[cfg(target_arch = "x86_64")]
     if kquant::fast_path() {
-        // Full tiles with the token count known at compile time, the rest one by one.
+        // Tiles of 8, 4, 2, then single tokens, each token count known at compile
+        // time: 4 conversations decoding as one batch share one unpacking of the
+        // weights instead of 4 passes over the panel.
         // SAFETY: AVX-512 F/BW/VNNI are present; `w` holds the panel's blocks.
         unsafe {
-            let run = |t0: usize, full: bool, out: &mut [[f32; ROWS]; TOKENS]| match (kind, full) {
-                (Kind::Q4K, true) => q4k_avx512::<TOKENS>(w, act, t0, out),
-                (Kind::Q4K, false) => q4k_avx512::<1>(w, act, t0, out),
-                (Kind::Q6K, true) => q6k_avx512::<TOKENS>(w, act, t0, out),
-                (Kind::Q6K, false) => q6k_avx512::<1>(w, act, t0, out),
-            };
-            if t == TOKENS {
-                run(t0, true, acc);
-            } else {
-                for i in 0..t {
-                    let mut one = [[0f32; ROWS]; TOKENS];
-                    run(t0 + i, false, &mut one);
-                    acc[i] = one[0];
-                }
-            }
+            in_tiles(t, &[TOKENS, 4, 2, 1], acc, |i, n, part| match (kind, n) {
+                (Kind::Q4K, TOKENS) => q4k_avx512::<TOKENS>(w, act, t0 + i, part),
+                (Kind::Q4K, 4) => q4k_avx512::<4>(w, act, t0 + i, part),
+                (Kind::Q4K, 2) => q4k_avx512::<2>(w, act, t0 + i, part),
+                (Kind::Q4K, _) => q4k_avx512::<1>(w, act, t0 + i, part),
+                (Kind::Q6K, TOKENS) => q6k_avx512::<TOKENS>(w, act, t0 + i, part),
+                (Kind::Q6K, 4) => q6k_avx512::<4>(w, act, t0 + i, part),
+                (Kind::Q6K, 2) => q6k_avx512::<2>(w, act, t0 + i, part),
+                (Kind::Q6K, _) => q6k_avx512::<1>(w, act, t0 + i, part),
+            });
         }
         return;
     }
@@ -199,25 +196,30 @@ fn panel_product(kind: Kind, w: &[u8], act: &Activations, t0: usize, t: usize, a
         // accumulators and one sub-block's weights just fit.
         // SAFETY: AVX2, FMA and F16C are present; `w` holds the panel's blocks.
         unsafe {
-            let mut i = 0;
-            while i < t {
-                let n = if t - i >= 4 { 4 } else { 1 };
-                let mut part = [[0f32; ROWS]; TOKENS];
-                match (kind, n) {
-                    (Kind::Q4K, 4) => q4k_avx2::<4>(w, act, t0 + i, &mut part),
-                    (Kind::Q4K, _) => q4k_avx2::<1>(w, act, t0 + i, &mut part),
-                    (Kind::Q6K, 4) => q6k_avx2::<4>(w, act, t0 + i, &mut part),
-                    (Kind::Q6K, _) => q6k_avx2::<1>(w, act, t0 + i, &mut part),
-                }
-                acc[i..i + n].copy_from_slice(&part[..n]);
-                i += n;
-            }
+            in_tiles(t, &[4, 1], acc, |i, n, part| match (kind, n) {
+                (Kind::Q4K, 4) => q4k_avx2::<4>(w, act, t0 + i, part),
+                (Kind::Q4K, _) => q4k_avx2::<1>(w, act, t0 + i, part),
+                (Kind::Q6K, 4) => q6k_avx2::<4>(w, act, t0 + i, part),
+                (Kind::Q6K, _) => q6k_avx2::<1>(w, act, t0 + i, part),
+            });
         }
         return;
     }
     match kind {
         Kind::Q4K => q4k_portable(w, act, t0, t, acc),
         Kind::Q6K => q6k_portable(w, act, t0, t, acc),
+    }
+}
+
+/// Splits `t` tokens into tiles, the largest of `sizes` (descending, the last
+/// 1) that fits first: `product(i, n, out)` computes tokens `i..i + n` into
+/// `out[..n]`, which is `acc[i..]`.
+fn in_tiles(t: usize, sizes: &[usize], acc: &mut [[f32; ROWS]; TOKENS], mut product: impl FnMut(usize, usize, &mut [[f32; ROWS]])) {
+    let mut i = 0;
+    while i < t {
+        let n = sizes.iter().copied().find(|&n| n <= t - i).unwrap_or(1);
+        product(i, n, &mut acc[i..]);
+        i += n;
     }
 }
 
@@ -286,7 +288,7 @@ fn q6k_portable(w: &[u8], act: &Activations, t0: usize, t: usize, acc: &mut [[f3
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-unsafe fn q4k_avx512<const T: usize>(w: &[u8], act: &Activations, t0: usize, out: &mut [[f32; ROWS]; TOKENS]) {
+unsafe fn q4k_avx512<const T: usize>(w: &[u8], act: &Activations, t0: usize, out: &mut [[f32; ROWS]]) {
     use std::arch::x86_64::*;
     let low = _mm512_set1_epi8(0x0f);
     let mut acc = [_mm512_setzero_ps(); T];
@@ -337,7 +339,7 @@ unsafe fn q4k_avx512<const T: usize>(w: &[u8], act: &Activations, t0: usize, out
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-unsafe fn q6k_avx512<const T: usize>(w: &[u8], act: &Activations, t0: usize, out: &mut [[f32; ROWS]; TOKENS]) {
+unsafe fn q6k_avx512<const T: usize>(w: &[u8], act: &Activations, t0: usize, out: &mut [[f32; ROWS]]) {
     use std::arch::x86_64::*;
     let (low, high) = (_mm512_set1_epi8(0x0f), _mm512_set1_epi8(0x30));
     let mut acc = [_mm512_setzero_ps(); T];
@@ -397,7 +399,7 @@ unsafe fn q6k_avx512<const T: usize>(w: &[u8], act: &Activations, t0: usize, out
 /// sub-block's weights stay in registers.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q4k_avx2<const T: usize>(w: &[u8], act: &Activations, t0: usize, out: &mut [[f32; ROWS]; TOKENS]) {
+unsafe fn q4k_avx2<const T: usize>(w: &[u8], act: &Activations, t0: usize, out: &mut [[f32; ROWS]]) {
     avx2_passes::<T>(act.kb, out, |b, h, acc| q4k_avx2_step::<T>(w, act, t0, b, h, acc));
 }
 
@@ -406,7 +408,7 @@ unsafe fn q4k_avx2<const T: usize>(w: &[u8], act: &Activations, t0: usize, out: 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-unsafe fn avx2_passes<const T: usize>(kb: usize, out: &mut [[f32; ROWS]; TOKENS], step: impl Fn(usize, usize, &mut [std::arch::x86_64::__m256; T])) {
+unsafe fn avx2_passes<const T: usize>(kb: usize, out: &mut [[f32; ROWS]], step: impl Fn(usize, usize, &mut [std::arch::x86_64::__m256; T])) {
     use std::arch::x86_64::*;
     let mut acc = [[_mm256_setzero_ps(); T]; 2];
     if T == 1 {
@@ -495,7 +497,7 @@ unsafe fn q4k_avx2_step<const T: usize>(w: &[u8], act: &Activations, t0: usize, 
 /// `vpmaddwd`, so the block's sum stays integer until its end.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q6k_avx2<const T: usize>(w: &[u8], act: &Activations, t0: usize, out: &mut [[f32; ROWS]; TOKENS]) {
+unsafe fn q6k_avx2<const T: usize>(w: &[u8], act: &Activations, t0: usize, out: &mut [[f32; ROWS]]) {
     avx2_passes::<T>(act.kb, out, |b, h, acc| q6k_avx2_step::<T>(w, act, t0, b, h, acc));
 }
 
@@ -562,7 +564,7 @@ mod tests {
     /// Panels give what the row kernels give on the same blocks (the
     /// AVX-512, AVX2 and portable products), and the f32 product to int8 error.
     fn check(kind: Kind) {
-        for (m, n, k) in [(1, 16, 256), (1, 48, 1536), (3, 32, 512), (8, 16, 768), (19, 64, 256)] {
+        for (m, n, k) in [(1, 16, 256), (1, 48, 1536), (3, 32, 512), (4, 48, 1536), (8, 16, 768), (19, 64, 256), (15, 32, 512)] {
             let mut rng = rand::rngs::StdRng::seed_from_u64((m * 17 + n * 3 + k) as u64);
             let w = random_blocks(kind, n, k, &mut rng);
             let x: Vec<f32> = (0..m * k).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
