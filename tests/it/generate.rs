@@ -172,11 +172,12 @@ fn prefix_cache_reuses_the_shared_prompt_and_changes_nothing() {
 /// that ends leaves the others running.
 #[test]
 fn batched_decoding_gives_each_conversation_what_it_gets_alone() {
-    let mut model = LocalModel::load(QWEN.0, &model_path(QWEN), &LocalOptions { context_tokens: 1024, cache_slots: 3, ..LocalOptions::default() }).unwrap();
-    let questions = ["카드를 잃어버렸어요. 어떻게 해야 하나요?", "How do I reset my online banking password?", "What is the capital of France?"];
+    let mut model = LocalModel::load(QWEN.0, &model_path(QWEN), &LocalOptions { context_tokens: 1024, cache_slots: 4, ..LocalOptions::default() }).unwrap();
+    // Four, so that the AVX-512 panels take the batch as one tile of 4, then 2 + 1, 2 and 1.
+    let questions = ["카드를 잃어버렸어요. 어떻게 해야 하나요?", "How do I reset my online banking password?", "What is the capital of France?", "해외로 송금하려면 어떻게 하나요?"];
     let prompts: Vec<Vec<u32>> = questions.iter().map(|q| model.prompt_ids(&[ChatMessage::user(*q)]).unwrap()).collect();
-    let sampling = |i: usize| Sampling { max_tokens: [10, 16, 6][i], ..Sampling::default() };
-    let alone: Vec<String> = (0..3)
+    let sampling = |i: usize| Sampling { max_tokens: [10, 16, 6, 12][i], ..Sampling::default() };
+    let alone: Vec<String> = (0..4)
         .map(|i| {
             model.clear_cache();
             let mut sink = Collect::default();
@@ -187,10 +188,10 @@ fn batched_decoding_gives_each_conversation_what_it_gets_alone() {
 
     model.clear_cache();
     let mut batch: Vec<_> =
-        (0..3).map(|i| model.start(&prompts[i], &sampling(i), true, Duration::ZERO, Collect { tag: i, ..Collect::default() }).unwrap()).collect();
+        (0..4).map(|i| model.start(&prompts[i], &sampling(i), true, Duration::ZERO, Collect { tag: i, ..Collect::default() }).unwrap()).collect();
     assert_eq!(model.free_slots(), 0);
     assert!(model.start(&prompts[0], &sampling(0), true, Duration::ZERO, Collect::default()).is_err(), "every slot runs");
-    let mut together = vec![String::new(); 3];
+    let mut together = vec![String::new(); 4];
     let mut order = Vec::new();
     while !batch.is_empty() {
         for (sink, outcome) in model.step(&mut batch) {
@@ -201,10 +202,10 @@ fn batched_decoding_gives_each_conversation_what_it_gets_alone() {
             together[sink.tag] = sink.text;
         }
     }
-    assert_eq!(order, [2, 0, 1], "the shortest answer leaves first");
+    assert_eq!(order, [2, 0, 3, 1], "the shortest answer leaves first");
     assert_eq!(together, alone);
     assert!(alone.iter().all(|t| !t.is_empty()), "{alone:?}");
-    assert_eq!(model.free_slots(), 3);
+    assert_eq!(model.free_slots(), 4);
 }
 
 /// Our K-quant kernels (panels) and candle's give the default model the
