@@ -1,9 +1,8 @@
 //! CPU kernels for the encoders: an int8 matrix product on AVX-512 VNNI
-//! (`vpdpbusd`, 64 multiply-adds per instruction, exact i32 accumulation),
-//! on AVX2 (`vpmaddubsw` on |w| and the activations with w's sign, then
-//! `vpmaddwd`: 32 per three instructions, for CPUs without AVX-512 such as
-//! AMD's before Zen 4) and a portable fallback, all three computing the
-//! same integers; and the small f32 operations around it.
+//! (`vpdpbusd`, 64 multiply-adds per instruction, exact i32 accumulation)
+//! with a portable fallback computing the same integers; on AVX2 (CPUs
+//! without AVX-512 such as AMD's before Zen 4) the same int8 weights times
+//! 14-bit activations (`vpmaddwd`); and the small f32 operations around it.
 //!
 //! Why int8: on this project's reference machine `vpdpbusd` retires ~5.4 G
 //! instructions/s per core (~350 G multiply-adds/s) against ~1.2 G for
@@ -27,10 +26,16 @@ const GROUP: usize = 2;
 const TOKENS: usize = 8;
 /// Tokens per parallel task when a batch is large (keeps a task's activations in L2).
 const TASK_TOKENS: usize = 96; // a multiple of TOKENS
-/// Below this many multiply-adds a product runs on the calling thread: the
-/// two vCPUs here share one core's vector units, so waking the pool costs
-/// more than it brings for a short query.
-const PARALLEL_MACS: usize = 1 << 24;
+/// Below this many multiply-adds a product runs on the calling thread where
+/// the pool's threads are hyperthreads of one core (they share its vector
+/// units, so waking the pool costs more than it brings for a short query);
+/// with cores of their own a short query's products are split too.
+const PARALLEL_MACS_SMT: usize = 1 << 24;
+const PARALLEL_MACS_CORES: usize = 1 << 19;
+/// At most this many inputs per AVX2 product: the activations' bound below
+/// keeps k · 8191 · 127 within i32.
+const AVX2_MAX_K: usize = 2048;
+const I16_MAX: f32 = 8191.0;
 
 /// What happens to each output after the bias is added.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,6 +122,22 @@ pub fn threads() -> usize {
     rayon::current_num_threads()
 }
 
+/// The work (multiply-adds) from which a product is split over the pool.
+fn parallel_macs() -> usize {
+    static MACS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *MACS.get_or_init(|| if shares_cores() { PARALLEL_MACS_SMT } else { PARALLEL_MACS_CORES })
+}
+
+/// Whether this machine's CPUs are hyperthreads sharing cores, as the kernel
+/// reports them (a CPU whose siblings list names more than itself). Unknown
+/// counts as shared: the cautious choice, what every box did before.
+fn shares_cores() -> bool {
+    match std::fs::read_to_string("/sys/devices/system/cpu/cpu0/topology/thread_siblings_list") {
+        Ok(list) => list.trim().contains([',', '-']),
+        Err(_) => true,
+    }
+}
+
 /// Symmetric int8 quantization of one row: (values, scale) with `v ≈ q · scale`.
 /// (`f32::round` is a library call on baseline x86-64; adding ±0.5 and
 /// truncating is one instruction and rounds the same way, half away from zero.)
@@ -139,12 +160,55 @@ fn quantize_activations(row: &[f32], out: &mut [u8]) -> f32 {
         // SAFETY: AVX-512 is present (fast_path) and both slices hold row.len() values.
         return unsafe { quantize_activations_avx512(row, out) };
     }
-    #[cfg(target_arch = "x86_64")]
-    if avx2_path() && row.len() % 32 == 0 {
-        // SAFETY: AVX2 is present (avx2_path) and both slices hold row.len() values.
-        return unsafe { quantize_activations_avx2(row, out) };
-    }
     quantize_activations_portable(row, out)
+}
+
+/// One token's activations for the AVX2 product: i16 within ±8191 (rounded
+/// to nearest even); returns the scale.
+fn quantize_i16(row: &[f32], out: &mut [i16]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if avx2_path() && row.len() % 16 == 0 {
+        // SAFETY: AVX2 is present (avx2_path) and both slices hold row.len() values.
+        return unsafe { quantize_i16_avx2(row, out) };
+    }
+    quantize_i16_portable(row, out)
+}
+
+fn quantize_i16_portable(row: &[f32], out: &mut [i16]) -> f32 {
+    let max = row.iter().fold(0f32, |m, v| if v.abs() > m { v.abs() } else { m });
+    let scale = if max > 0.0 { max / I16_MAX } else { 1.0 };
+    let inv = 1.0 / scale;
+    for (q, v) in out.iter_mut().zip(row) {
+        *q = (v * inv).round_ties_even().clamp(-I16_MAX, I16_MAX) as i16;
+    }
+    scale
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn quantize_i16_avx2(row: &[f32], out: &mut [i16]) -> f32 {
+    use std::arch::x86_64::*;
+    let abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
+    let mut max = _mm256_setzero_ps();
+    for c in row.chunks_exact(8) {
+        max = _mm256_max_ps(max, _mm256_and_ps(_mm256_loadu_ps(c.as_ptr()), abs));
+    }
+    let mut lanes = [0f32; 8];
+    _mm256_storeu_ps(lanes.as_mut_ptr(), max);
+    let max = lanes.iter().fold(0f32, |a, &v| a.max(v));
+    let scale = if max > 0.0 { max / I16_MAX } else { 1.0 };
+    let inv = _mm256_set1_ps(1.0 / scale);
+    let (lo, hi) = (_mm256_set1_epi32(-(I16_MAX as i32)), _mm256_set1_epi32(I16_MAX as i32));
+    for (c, o) in row.chunks_exact(16).zip(out.chunks_exact_mut(16)) {
+        let q = |i: usize| {
+            let v = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(c.as_ptr().add(8 * i)), inv));
+            _mm256_min_epi32(_mm256_max_epi32(v, lo), hi)
+        };
+        // packs interleaves the 128-bit lanes: 0 2 1 3 puts them back in order.
+        let v = _mm256_permute4x64_epi64(_mm256_packs_epi32(q(0), q(1)), 0b11_01_10_00);
+        _mm256_storeu_si256(o.as_mut_ptr() as *mut __m256i, v);
+    }
+    scale
 }
 
 fn quantize_activations_portable(row: &[f32], out: &mut [u8]) -> f32 {
@@ -177,19 +241,12 @@ unsafe fn quantize_activations_avx512(row: &[f32], out: &mut [u8]) -> f32 {
     scale
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn quantize_activations_avx2(row: &[f32], out: &mut [u8]) -> f32 {
-    // q + 128 as a byte is q with its top bit flipped.
-    quantize_bytes_avx2(row, out, true)
-}
-
 /// Symmetric int8 quantisation of `row` (a multiple of 32 long) with one
-/// scale, rounding to nearest even; with `flip`, stored as `q + 128`. Also
-/// the generator's per-block quantizer (`llm::kquant`).
+/// scale, rounding to nearest even: the generator's per-block quantizer
+/// (`llm::kquant`).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-pub(crate) unsafe fn quantize_bytes_avx2(row: &[f32], out: &mut [u8], flip: bool) -> f32 {
+pub(crate) unsafe fn quantize_bytes_avx2(row: &[f32], out: &mut [u8]) -> f32 {
     use std::arch::x86_64::*;
     debug_assert!(row.len() % 32 == 0 && out.len() == row.len());
     let abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
@@ -205,7 +262,6 @@ pub(crate) unsafe fn quantize_bytes_avx2(row: &[f32], out: &mut [u8], flip: bool
     let (lo, hi) = (_mm256_set1_epi32(-127), _mm256_set1_epi32(127));
     // The packs interleave 128-bit lanes; this puts the 4-byte groups back in order.
     let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
-    let bias = _mm256_set1_epi8(if flip { -128 } else { 0 });
     for (c, o) in row.chunks_exact(32).zip(out.chunks_exact_mut(32)) {
         // (cvtps rounds to nearest even, as the portable path)
         let q = |i: usize| {
@@ -213,7 +269,7 @@ pub(crate) unsafe fn quantize_bytes_avx2(row: &[f32], out: &mut [u8], flip: bool
             _mm256_min_epi32(_mm256_max_epi32(v, lo), hi)
         };
         let bytes = _mm256_packs_epi16(_mm256_packs_epi32(q(0), q(1)), _mm256_packs_epi32(q(2), q(3)));
-        let bytes = _mm256_xor_si256(_mm256_permutevar8x32_epi32(bytes, order), bias);
+        let bytes = _mm256_permutevar8x32_epi32(bytes, order);
         _mm256_storeu_si256(o.as_mut_ptr() as *mut __m256i, bytes);
     }
     scale
@@ -270,11 +326,15 @@ impl PackedLinear {
     fn forward_with(&self, x: &[f32], m: usize, out: &mut [f32], epilogue: Epilogue, path: Path) {
         assert_eq!(x.len(), m * self.k);
         assert_eq!(out.len(), m * self.n);
+        let gelu = epilogue == Epilogue::BiasGelu;
+        if path == Path::Avx2 && self.k <= AVX2_MAX_K {
+            return self.forward_i16(x, m, out, gelu);
+        }
+        let path = if path == Path::Avx2 { Path::Portable } else { path };
         let kq = self.k / 4;
         // Activations: per token, int8 shifted to unsigned (`q + 128`), four
         // to a u32; whole tiles of rows (the padding rows are computed and dropped).
         let rows = m.div_ceil(TOKENS) * TOKENS;
-        let gelu = epilogue == Epilogue::BiasGelu;
         with_scratch(&ACTIVATIONS, rows * kq, |xq| {
             with_scratch(&SCALES, rows, |xs| {
                 self.quantize(x, m, xq, xs);
@@ -301,6 +361,28 @@ impl PackedLinear {
                             self.pass(rq, rs, m, out, true, gelu, path);
                         }
                     })
+                });
+            })
+        });
+    }
+
+    /// The AVX2 product: 14-bit activations, one pass. `vpmaddwd` multiplies
+    /// 16 pairs of i16 per instruction; fed int8 activations instead it
+    /// needs `vpmaddubsw` and a sign trick first, so on AVX2 the wider
+    /// activations cost no more than one int8 digit, and need no second one
+    /// where the inputs have outliers (`precise`).
+    fn forward_i16(&self, x: &[f32], m: usize, out: &mut [f32], gelu: bool) {
+        with_scratch(&ACTIVATIONS_I16, m * self.k, |xq| {
+            with_scratch(&SCALES, m, |xs| {
+                for t in 0..m {
+                    xs[t] = quantize_i16(&x[t * self.k..][..self.k], &mut xq[t * self.k..][..self.k]);
+                }
+                self.schedule(m, 1, out, gelu, |group, t0, t1, out| {
+                    // SAFETY: only reached where `path()` allows AVX2.
+                    #[cfg(target_arch = "x86_64")]
+                    unsafe {
+                        self.group_avx2(xq, xs, group, t0, t1, out)
+                    };
                 });
             })
         });
@@ -336,8 +418,7 @@ impl PackedLinear {
                 #[cfg(target_arch = "x86_64")]
                 match path {
                     Path::Avx512 => self.group_avx512(xq, xs, group, t0, t1, m, out, add),
-                    Path::Avx2 => self.group_avx2(xq, xs, group, t0, t1, out, add),
-                    Path::Portable => self.group_portable(xq, xs, group, t0, t1, out, add),
+                    _ => self.group_portable(xq, xs, group, t0, t1, out, add),
                 }
                 #[cfg(not(target_arch = "x86_64"))]
                 self.group_portable(xq, xs, group, t0, t1, out, add);
@@ -366,7 +447,7 @@ impl PackedLinear {
                 }
             }
         };
-        if digits * m * self.n * self.k < PARALLEL_MACS {
+        if digits * m * self.n * self.k < parallel_macs() {
             (0..groups * chunks).for_each(task);
         } else {
             (0..groups * chunks).into_par_iter().for_each(task);
@@ -421,32 +502,34 @@ impl PackedLinear {
         }
     }
 
-    /// Tokens `t0..t1` × the 32 outputs of `group` on AVX2, 4 tokens per tile.
+    /// Tokens `t0..t1` × the 32 outputs of `group` on AVX2 (i16 activations,
+    /// `k` apart), in tiles of 4, 2 and 1 tokens.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn group_avx2(&self, xq: &[u32], xs: &[f32], group: usize, t0: usize, t1: usize, out: *mut f32, add: bool) {
+    unsafe fn group_avx2(&self, xq: &[i16], xs: &[f32], group: usize, t0: usize, t1: usize, out: *mut f32) {
         let kq = self.k / 4;
         let c0 = group * PANEL * GROUP;
         let mut acc = [0i32; 4 * PANEL * GROUP];
         let mut t = t0;
         while t < t1 {
-            let n = if t1 - t >= 4 { 4 } else { 1 };
+            let n = [4, 2, 1].into_iter().find(|&n| t1 - t >= n).expect("t < t1");
             for g in 0..GROUP {
                 let w = self.w.as_ptr().add((group * GROUP + g) * kq * PANEL);
-                let (x, dst) = (xq.as_ptr().add(t * kq), acc.as_mut_ptr().add(g * PANEL));
-                if n == 4 {
-                    panel_avx2::<4>(x, kq, w, dst);
-                } else {
-                    panel_avx2::<1>(x, kq, w, dst);
+                let (x, dst) = (xq.as_ptr().add(t * self.k), acc.as_mut_ptr().add(g * PANEL));
+                match n {
+                    4 => panel_i16_avx2::<4>(x, self.k, kq, w, dst),
+                    2 => panel_i16_avx2::<2>(x, self.k, kq, w, dst),
+                    _ => panel_i16_avx2::<1>(x, self.k, kq, w, dst),
                 }
             }
             for r in 0..n {
-                let row = &mut acc[r * PANEL * GROUP..(r + 1) * PANEL * GROUP];
-                // The sums are of w·q; `finish` takes w·(q + 128), as the others give.
-                row.iter_mut().zip(&self.offset[c0..]).for_each(|(a, o)| *a += o);
+                // `finish` with signed activations (no offset), in a loop that vectorises.
+                let row = &acc[r * PANEL * GROUP..(r + 1) * PANEL * GROUP];
                 let dst = std::slice::from_raw_parts_mut(out.add((t + r) * self.n + c0), PANEL * GROUP);
-                self.finish(row, xs[t + r], c0, dst, add);
+                let (cols, s) = (c0..c0 + PANEL * GROUP, xs[t + r]);
+                for (((d, a), sc), b) in dst.iter_mut().zip(row).zip(&self.scale[cols.clone()]).zip(&self.bias[cols]) {
+                    *d = *a as f32 * (s * sc) + b;
+                }
             }
             t += n;
         }
@@ -485,6 +568,7 @@ impl PackedLinear {
 
 thread_local! {
     static ACTIVATIONS: std::cell::RefCell<Vec<u32>> = const { std::cell::RefCell::new(Vec::new()) };
+    static ACTIVATIONS_I16: std::cell::RefCell<Vec<i16>> = const { std::cell::RefCell::new(Vec::new()) };
     static SCALES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
     static RESIDUALS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
     static RESIDUAL_Q: std::cell::RefCell<Vec<u32>> = const { std::cell::RefCell::new(Vec::new()) };
@@ -560,29 +644,51 @@ micro_tile!(tile_half(x, y), x 0 0: a0 a1, x 1 1: b0 b1, x 2 2: c0 c1, x 3 3: d0
 // stream, not the arithmetic, bounds a short query.
 micro_tile!(tile_two_digits(x, y), x 0 0: a0 a1, x 1 1: b0 b1, x 2 2: c0 c1, x 3 3: d0 d1, y 0 4: e0 e1, y 1 5: f0 f1, y 2 6: g0 g1, y 3 7: h0 h1);
 
-/// `T` tokens (rows of `x`, `kq` quads apart, as unsigned `q + 128`) ×
-/// one panel of 16 outputs: `out[i·32 + r]` = Σ w·q. `vpmaddubsw` takes
-/// unsigned × signed bytes and saturates pairs at i16, so it gets |w| (at
-/// most 127) and q with w's sign (at most 127): a pair is at most 32,258.
+/// `T` tokens (i16 rows of `x`, `k` apart) × one panel of 16 outputs:
+/// `out[i·32 + r]` = Σ w·x. Four tokens' sums fill the registers with half
+/// a panel, so they take it in two halves of 8 outputs; one or two tokens
+/// take all 16 at once (each weight line read once: a short remainder is
+/// bound by the weight loads).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn panel_avx2<const T: usize>(x: *const u32, kq: usize, w: *const u32, out: *mut i32) {
+unsafe fn panel_i16_avx2<const T: usize>(x: *const i16, k: usize, kq: usize, w: *const u32, out: *mut i32) {
+    if T <= 2 {
+        panel_part_avx2::<T, 4>(x, k, kq, w, out, 0);
+    } else {
+        panel_part_avx2::<T, 2>(x, k, kq, w, out, 0);
+        panel_part_avx2::<T, 2>(x, k, kq, w, out, 8);
+    }
+}
+
+/// Outputs `first..first + 4Q` of a panel for `T` tokens. The weights of 4
+/// outputs for 4 inputs are 16 bytes, widened to one register of (output,
+/// input) i16; a token's 4 inputs are broadcast, and `vpmaddwd` leaves each
+/// output's sum in two lanes (inputs 0+1 and 2+3), added at the end.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn panel_part_avx2<const T: usize, const Q: usize>(x: *const i16, k: usize, kq: usize, w: *const u32, out: *mut i32, first: usize) {
     use std::arch::x86_64::*;
-    let (ones, flip) = (_mm256_set1_epi16(1), _mm256_set1_epi8(-128));
-    let mut acc = [[_mm256_setzero_si256(); 2]; T];
+    let mut acc = [[_mm256_setzero_si256(); Q]; T];
     for j in 0..kq {
-        let w0 = _mm256_loadu_si256(w.add(j * PANEL) as *const __m256i);
-        let w1 = _mm256_loadu_si256(w.add(j * PANEL + 8) as *const __m256i);
-        let (a0, a1) = (_mm256_abs_epi8(w0), _mm256_abs_epi8(w1));
+        let wq = w.add(j * PANEL + first) as *const __m128i;
+        let mut wv = [_mm256_setzero_si256(); Q];
+        for (q, v) in wv.iter_mut().enumerate() {
+            *v = _mm256_cvtepi8_epi16(_mm_loadu_si128(wq.add(q)));
+        }
         each_token!(T, i, {
-            let q = _mm256_xor_si256(_mm256_set1_epi32(*x.add(i * kq + j) as i32), flip);
-            acc[i][0] = _mm256_add_epi32(acc[i][0], _mm256_madd_epi16(_mm256_maddubs_epi16(a0, _mm256_sign_epi8(q, w0)), ones));
-            acc[i][1] = _mm256_add_epi32(acc[i][1], _mm256_madd_epi16(_mm256_maddubs_epi16(a1, _mm256_sign_epi8(q, w1)), ones));
+            let v = _mm256_set1_epi64x((x.add(i * k + 4 * j) as *const i64).read_unaligned());
+            for q in 0..Q {
+                acc[i][q] = _mm256_add_epi32(acc[i][q], _mm256_madd_epi16(wv[q], v));
+            }
         });
     }
     for (i, a) in acc.iter().enumerate() {
-        _mm256_storeu_si256(out.add(i * PANEL * GROUP) as *mut __m256i, a[0]);
-        _mm256_storeu_si256(out.add(i * PANEL * GROUP + 8) as *mut __m256i, a[1]);
+        for q in (0..Q).step_by(2) {
+            // hadd pairs within 128-bit lanes: outputs 0 1 4 5 | 2 3 6 7.
+            let sums = _mm256_permute4x64_epi64(_mm256_hadd_epi32(a[q], a[q + 1]), 0b11_01_10_00);
+            _mm256_storeu_si256(out.add(i * PANEL * GROUP + first + 4 * q) as *mut __m256i, sums);
+        }
     }
 }
 
@@ -701,8 +807,8 @@ pub fn attention(qkv: &[f32], lens: &[usize], heads: usize, hidden: usize, ctx: 
             attend(qkv, start, len, h, hd, hidden, ctx.0)
         }
     };
-    // Short inputs are not worth waking the pool.
-    if work < 1 << 20 {
+    // Short inputs are not worth waking the pool (on hyperthreads).
+    if work < if parallel_macs() == PARALLEL_MACS_SMT { 1 << 20 } else { 1 << 14 } {
         tasks.iter().for_each(run);
     } else {
         tasks.par_iter().for_each(run);
@@ -813,9 +919,14 @@ mod tests {
         let precise = PackedLinear::new(&w, b.clone(), n, k).unwrap().precise();
         for (lin, m) in [1, 5, 6, 7, 13, 200].into_iter().flat_map(|m| [(&coarse, m), (&precise, m)]) {
             let x: Vec<f32> = (0..m * k).map(|_| lcg(&mut seed)).collect();
-            for ep in [Epilogue::Bias, Epilogue::BiasGelu] {
+            // Every scheme this CPU can run.
+            let paths = [(Path::Avx512, fast_path()), (Path::Avx2, avx2_path()), (Path::Portable, true)];
+            for (ep, path) in [Epilogue::Bias, Epilogue::BiasGelu]
+                .into_iter()
+                .flat_map(|ep| paths.iter().filter(|p| p.1).map(move |p| (ep, p.0)))
+            {
                 let mut out = vec![0f32; m * n];
-                lin.forward(&x, m, &mut out, ep);
+                lin.forward_with(&x, m, &mut out, ep, path);
                 for t in 0..m {
                     for c in 0..n {
                         let mut want: f32 = (0..k).map(|i| x[t * k + i] * w[c * k + i]).sum::<f32>() + b[c];
@@ -823,7 +934,7 @@ mod tests {
                             want = gelu(want);
                         }
                         let got = out[t * n + c];
-                        assert!((got - want).abs() < 0.05, "m {m} token {t} col {c}: {got} vs {want}");
+                        assert!((got - want).abs() < 0.05, "{path:?}, m {m} token {t} col {c}: {got} vs {want}");
                     }
                 }
             }
@@ -837,19 +948,46 @@ mod tests {
         let w: Vec<f32> = (0..n * k).map(|_| lcg(&mut seed)).collect();
         let x: Vec<f32> = (0..m * k).map(|_| lcg(&mut seed) * 4.0).collect();
         let lin = PackedLinear::new(&w, vec![0.5; n], n, k).unwrap().precise();
-        let (mut fast, mut portable) = (vec![0f32; m * n], vec![0f32; m * n]);
-        lin.forward(&x, m, &mut fast, Epilogue::BiasGelu);
-        lin.forward_with(&x, m, &mut portable, Epilogue::BiasGelu, Path::Portable);
-        assert_eq!(fast, portable);
-        // The AVX2 path too where the CPU has it (on an AVX-512 CPU `forward` takes the other).
+        if fast_path() {
+            let (mut fast, mut portable) = (vec![0f32; m * n], vec![0f32; m * n]);
+            lin.forward_with(&x, m, &mut fast, Epilogue::BiasGelu, Path::Avx512);
+            lin.forward_with(&x, m, &mut portable, Epilogue::BiasGelu, Path::Portable);
+            assert_eq!(fast, portable);
+        }
+    }
+
+    /// The AVX2 product is exactly the integers of 14-bit activations times
+    /// the int8 weights, for every tile size (4, 2, 1) and remainder.
+    #[test]
+    fn the_avx2_path_computes_i16_activations_times_int8_weights() {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") {
-            for (lin, m) in [(&lin, m), (&lin, 4), (&lin, 1)] {
-                let x = &x[..m * k];
-                let (mut avx2, mut portable) = (vec![0f32; m * n], vec![0f32; m * n]);
-                lin.forward_with(x, m, &mut avx2, Epilogue::BiasGelu, Path::Avx2);
-                lin.forward_with(x, m, &mut portable, Epilogue::BiasGelu, Path::Portable);
-                assert_eq!(avx2, portable, "{m} tokens");
+            let (n, k) = (64, 96);
+            let mut seed = 11;
+            let w: Vec<f32> = (0..n * k).map(|_| lcg(&mut seed)).collect();
+            let lin = PackedLinear::new(&w, (0..n).map(|c| c as f32 * 0.01).collect(), n, k).unwrap();
+            let weight = |row: usize, col: usize| {
+                let quad = lin.w[((row / PANEL) * (k / 4) + col / 4) * PANEL + row % PANEL];
+                quad.to_le_bytes()[col % 4] as i8 as i32
+            };
+            for m in [1, 2, 3, 4, 7, 11] {
+                let x: Vec<f32> = (0..m * k).map(|_| lcg(&mut seed) * 4.0).collect();
+                for ep in [Epilogue::Bias, Epilogue::BiasGelu] {
+                    let mut got = vec![0f32; m * n];
+                    lin.forward_with(&x, m, &mut got, ep, Path::Avx2);
+                    for t in 0..m {
+                        let mut q = vec![0i16; k];
+                        let scale = quantize_i16_portable(&x[t * k..][..k], &mut q);
+                        let mut want = vec![0f32; n];
+                        let acc: Vec<i32> =
+                            (0..n).map(|c| (0..k).map(|i| q[i] as i32 * weight(c, i)).sum::<i32>() + lin.offset[c]).collect();
+                        lin.finish(&acc, scale, 0, &mut want, false);
+                        if ep == Epilogue::BiasGelu {
+                            gelu_slice(&mut want);
+                        }
+                        assert_eq!(&got[t * n..][..n], &want[..], "{m} tokens, token {t}");
+                    }
+                }
             }
         }
     }
@@ -860,9 +998,9 @@ mod tests {
         let mut seed = 5;
         for case in 0..20 {
             let mut row: Vec<f32> = (0..384).map(|_| lcg(&mut seed) * 6.0).collect();
-            if case % 4 == 0 {
-                // exact ties: multiples of half a step
-                row[0] = 127.0;
+            if case % 4 < 2 {
+                // exact ties: multiples of half a step (of int8, then of i16)
+                row[0] = if case % 4 == 0 { 127.0 } else { I16_MAX };
                 for (i, x) in row.iter_mut().enumerate().skip(1) {
                     *x = (i % 255) as f32 * 0.5 - 63.5;
                 }
@@ -876,7 +1014,9 @@ mod tests {
                     assert_eq!(got, want, "AVX-512, case {case}");
                 }
                 if std::arch::is_x86_feature_detected!("avx2") {
-                    assert_eq!(unsafe { quantize_activations_avx2(&row, &mut got) }, scale);
+                    let (mut want, mut got) = (vec![0i16; 384], vec![0i16; 384]);
+                    let scale = quantize_i16_portable(&row, &mut want);
+                    assert_eq!(unsafe { quantize_i16_avx2(&row, &mut got) }, scale);
                     assert_eq!(got, want, "AVX2, case {case}");
                 }
             }

@@ -182,7 +182,7 @@ unsafe fn quantize_block_avx512(xs: &[f32; QK], out: &mut [i8; QK]) -> f32 {
 unsafe fn quantize_block_avx2(xs: &[f32; QK], out: &mut [i8; QK]) -> f32 {
     // SAFETY: i8 and u8 have the same layout.
     let bytes = &mut *(out as *mut [i8; QK] as *mut [u8; QK]);
-    crate::kernels::quantize_bytes_avx2(xs, bytes, false)
+    crate::kernels::quantize_bytes_avx2(xs, bytes)
 }
 
 /// `out (m, n) = x (m, k) · wᵀ` for `w` the GGUF blocks of an (n, k) weight.
