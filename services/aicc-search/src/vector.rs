@@ -110,6 +110,12 @@ fn scan(q: &[i8], rows: &[i8], row_sums: &[i32], dim: usize, out: &mut [i32]) {
         unsafe { scan_vnni(q, rows, row_sums, dim, out) };
         return;
     }
+    #[cfg(target_arch = "x86_64")]
+    if dim % 32 == 0 && std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the feature was just detected; rows hold `out.len()` rows of `dim`.
+        unsafe { scan_avx2(q, rows, dim, out) };
+        return;
+    }
     let _ = row_sums;
     for (o, row) in out.iter_mut().zip(rows.chunks_exact(dim)) {
         *o = dot_i8(q, row);
@@ -131,6 +137,30 @@ unsafe fn scan_vnni(q: &[i8], rows: &[i8], row_sums: &[i32], dim: usize, out: &m
             acc = _mm512_dpbusd_epi32(acc, *qv, _mm512_loadu_si512(row.add(l * 64) as *const _));
         }
         *o = _mm512_reduce_add_epi32(acc) - 128 * row_sums[r];
+    }
+}
+
+/// 32 multiply-adds per `vpmaddubsw`, which takes unsigned × signed bytes:
+/// |q| (prepared once) times the row with q's sign. Pairs stay within i16
+/// because both sides are within ±127 (as `quantize` makes them).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn scan_avx2(q: &[i8], rows: &[i8], dim: usize, out: &mut [i32]) {
+    use std::arch::x86_64::*;
+    let lanes = dim / 32;
+    let qv: Vec<__m256i> = (0..lanes).map(|l| _mm256_loadu_si256(q.as_ptr().add(l * 32) as *const _)).collect();
+    let qa: Vec<__m256i> = qv.iter().map(|v| _mm256_abs_epi8(*v)).collect();
+    let ones = _mm256_set1_epi16(1);
+    for (r, o) in out.iter_mut().enumerate() {
+        let row = rows.as_ptr().add(r * dim);
+        let mut acc = _mm256_setzero_si256();
+        for l in 0..lanes {
+            let x = _mm256_sign_epi8(_mm256_loadu_si256(row.add(l * 32) as *const _), qv[l]);
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(qa[l], x), ones));
+        }
+        let s = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01_00_11_10));
+        *o = _mm_cvtsi128_si32(_mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01)));
     }
 }
 
@@ -238,13 +268,20 @@ mod tests {
     #[test]
     fn the_scan_equals_the_portable_dot_products() {
         let (dim, n) = (384, 300);
-        let rows: Vec<i8> = (0..dim * n).map(|i| ((i * 7919 + 13) % 255) as i16 as i8).collect();
-        let q: Vec<i8> = (0..dim).map(|i| ((i * 104729) % 255) as i16 as i8).collect();
+        // Symmetric int8, as `quantize` makes it: within ±127.
+        let rows: Vec<i8> = (0..dim * n).map(|i| ((i * 7919 + 13) % 255) as i32 - 127).map(|v| v as i8).collect();
+        let q: Vec<i8> = (0..dim).map(|i| ((i * 104729) % 255) as i32 - 127).map(|v| v as i8).collect();
         let sums: Vec<i32> = rows.chunks_exact(dim).map(|r| r.iter().map(|&x| x as i32).sum()).collect();
         let mut fast = vec![0; n];
         scan(&q, &rows, &sums, dim, &mut fast);
         let slow: Vec<i32> = rows.chunks_exact(dim).map(|r| dot_i8_portable(&q, r)).collect();
         assert_eq!(fast, slow);
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // (an AVX-512 CPU's `scan` takes the other kernel)
+            unsafe { scan_avx2(&q, &rows, dim, &mut fast) };
+            assert_eq!(fast, slow, "AVX2");
+        }
     }
 
     #[test]
