@@ -193,6 +193,42 @@ mod tests {
         assert_eq!(index.search(&long, 5).unwrap()[0].0, 0);
     }
 
+    /// The exhaustive collector returns what tantivy's pruning top-k does.
+    #[test]
+    fn the_exhaustive_top_k_equals_tantivys_own() {
+        let words = ["card", "lost", "fee", "transfer", "pin", "atm", "cash", "limit", "카드", "송금", "수수료", "분실"];
+        let mut x = 17u64;
+        let mut pick = |n: usize| {
+            (0..n)
+                .map(|_| {
+                    x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    words[(x >> 33) as usize % words.len()]
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let articles: Vec<Article> =
+            (0..3000).map(|i| article(&format!("a{i}"), "en", &pick(8), &pick(30), &[])).collect();
+        let index = LexicalIndex::build(&articles).unwrap();
+        let searcher = index.reader.searcher();
+        for text in ["card lost", "atm cash limit fee transfer pin", "카드 분실 송금", "pin"] {
+            let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+            for term in analysis::terms(text) {
+                for (field, boost) in [(index.question, BOOST_QUESTION), (index.answer, BOOST_ANSWER), (index.tags, BOOST_TAGS)] {
+                    let q = TermQuery::new(Term::from_field_text(field, &term), IndexRecordOption::WithFreqs);
+                    clauses.push((Occur::Should, Box::new(BoostQuery::new(Box::new(q), boost))));
+                }
+            }
+            let query = BooleanQuery::new(clauses);
+            let theirs = searcher.search(&query, &tantivy::collector::TopDocs::with_limit(10).order_by_score()).unwrap();
+            let ours = searcher.search(&query, &Exhaustive(10)).unwrap();
+            // The same documents in the same order; the scores to the last bits
+            // (the two add the clauses' scores in different orders).
+            assert_eq!(ours.iter().map(|h| h.1).collect::<Vec<_>>(), theirs.iter().map(|h| h.1).collect::<Vec<_>>(), "{text}");
+            assert!(ours.iter().zip(&theirs).all(|(a, b)| (a.0 - b.0).abs() < 1e-4), "{text}");
+        }
+    }
+
     #[test]
     fn an_empty_knowledge_base_finds_nothing() {
         let index = LexicalIndex::build(&[]).unwrap();
