@@ -35,5 +35,9 @@ fn every_demo_scenario_passes_on_the_real_models() {
     assert!(a["conversations"].as_u64().unwrap() >= 40, "{a}");
     assert!(a["handoff_rate"].as_f64().unwrap() > 0.0, "{a}");
     assert!(a["paths"]["dont_know"].as_u64().unwrap() >= 5, "{a}");
+    // The paraphrases may be answered with their FAQ text when the intent
+    // model is sure, but some must go through the generator: the RAG path
+    // and its grounding checks are exercised on the real model every run.
+    assert!(a["paths"]["rag"].as_u64().unwrap_or(0) >= 2, "{a}");
     assert!(a["unanswered"].as_u64().unwrap() >= 1, "{a}");
 }

@@ -381,7 +381,21 @@ pub async fn scenarios(args: ScenarioArgs, settings: Settings) -> anyhow::Result
             }
             let preview = reply.tokens.concat().to_lowercase();
             preview_forbidden += turn.expect.forbidden.iter().filter(|f| preview.contains(&f.to_lowercase())).count();
-            eprintln!("{} {} [{}] {} → {}", if problems.is_empty() { "ok  " } else { "FAIL" }, s.id, event["path"].as_str().unwrap_or("?"), turn.say, reply.message["text"].as_str().unwrap_or(""));
+            // The facts the policy decided on: intent and confidence, the top hit's retrieval score and final score.
+            let top = &event["hits"][0];
+            eprintln!(
+                "{} {} [{}] ({} {:.2}; top {} {:.2}→{:.2}) {} → {}",
+                if problems.is_empty() { "ok  " } else { "FAIL" },
+                s.id,
+                event["path"].as_str().unwrap_or("?"),
+                event["intent"].as_str().unwrap_or("-"),
+                event["confidence"].as_f64().unwrap_or(0.0),
+                top["article_id"].as_str().unwrap_or("-"),
+                top["retrieval"].as_f64().unwrap_or(0.0),
+                top["score"].as_f64().unwrap_or(0.0),
+                turn.say,
+                reply.message["text"].as_str().unwrap_or("")
+            );
             if !problems.is_empty() {
                 passed = false;
                 failures.push(json!({
