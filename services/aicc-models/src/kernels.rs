@@ -44,11 +44,12 @@ pub enum Epilogue {
     BiasGelu,
 }
 
-/// Whether the fast path runs here (`AICC_KERNELS=portable` turns it off, for tests).
+/// Whether the fast path runs here (`AICC_KERNELS=portable` or `=avx2`
+/// turns it off, for tests).
 pub fn fast_path() -> bool {
     static FAST: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *FAST.get_or_init(|| {
-        let forced_off = std::env::var("AICC_KERNELS").is_ok_and(|v| v == "portable");
+        let forced_off = std::env::var("AICC_KERNELS").is_ok_and(|v| v == "portable" || v == "avx2");
         #[cfg(target_arch = "x86_64")]
         {
             !forced_off && std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512vnni")
@@ -286,36 +287,50 @@ pub struct PackedLinear {
     scale: Vec<f32>,
     offset: Vec<i32>,
     bias: Vec<f32>,
-    precise: bool,
+    /// Input channels computed in f32 beside the int8 product, and their
+    /// weights (`outlier_w[i·n + row]` is `W[row][outliers[i]]`).
+    /// A BERT layer's inputs have a few channels far larger than the rest;
+    /// in the int8 product they would set every token's scale and round the
+    /// other channels away. Left out of it (zero columns in `w`, zeroed
+    /// before the activations are quantized), they cost a few f32
+    /// multiply-adds per output.
+    outliers: Vec<usize>,
+    outlier_w: Vec<f32>,
 }
 
 impl PackedLinear {
     /// `weights`: `n` rows of `k` values (out × in, row-major).
     pub fn new(weights: &[f32], bias: Vec<f32>, n: usize, k: usize) -> Result<Self, String> {
+        Self::with_outliers(weights, bias, n, k, &[])
+    }
+
+    /// `new`, with the input channels `outliers` computed in f32.
+    pub fn with_outliers(weights: &[f32], bias: Vec<f32>, n: usize, k: usize, outliers: &[usize]) -> Result<Self, String> {
         if n % (PANEL * GROUP) != 0 || k % 4 != 0 || weights.len() != n * k || bias.len() != n {
             return Err(format!("unsupported linear shape {n}×{k} (outputs must be a multiple of 32, inputs of 4)"));
+        }
+        if let Some(c) = outliers.iter().find(|&&c| c >= k) {
+            return Err(format!("outlier channel {c} of a linear with {k} inputs"));
         }
         let kq = k / 4;
         let mut w = vec![0u32; n * kq];
         let (mut scale, mut offset) = (Vec::with_capacity(n), Vec::with_capacity(n));
-        let mut q = vec![0i8; k];
+        let mut outlier_w = vec![0f32; n * outliers.len()];
+        let (mut q, mut row_w) = (vec![0i8; k], vec![0f32; k]);
         for row in 0..n {
-            scale.push(quantize_row(&weights[row * k..][..k], &mut q));
+            row_w.copy_from_slice(&weights[row * k..][..k]);
+            for (i, &c) in outliers.iter().enumerate() {
+                outlier_w[i * n + row] = row_w[c];
+                row_w[c] = 0.0;
+            }
+            scale.push(quantize_row(&row_w, &mut q));
             offset.push(128 * q.iter().map(|&v| v as i32).sum::<i32>());
             let (p, i) = (row / PANEL, row % PANEL);
             for j in 0..kq {
                 w[(p * kq + j) * PANEL + i] = u32::from_le_bytes([q[4 * j] as u8, q[4 * j + 1] as u8, q[4 * j + 2] as u8, q[4 * j + 3] as u8]);
             }
         }
-        Ok(Self { n, k, w, scale, offset, bias, precise: false })
-    }
-
-    /// Quantize this layer's activations in two int8 digits: the token's
-    /// value, then what rounding left over, at twice the compute. For the
-    /// few products whose inputs have outliers (see e5.rs).
-    pub fn precise(mut self) -> Self {
-        self.precise = true;
-        self
+        Ok(Self { n, k, w, scale, offset, bias, outliers: outliers.to_vec(), outlier_w })
     }
 
     /// `out[m×n] = x[m×k]·Wᵀ + b`, then the epilogue.
@@ -337,30 +352,18 @@ impl PackedLinear {
         let rows = m.div_ceil(TOKENS) * TOKENS;
         with_scratch(&ACTIVATIONS, rows * kq, |xq| {
             with_scratch(&SCALES, rows, |xs| {
-                self.quantize(x, m, xq, xs);
-                if !self.precise {
-                    return self.pass(xq, xs, m, out, false, gelu, path);
-                }
-                with_scratch(&RESIDUAL_Q, rows * kq, |rq| {
-                    with_scratch(&RESIDUAL_S, rows, |rs| {
-                        with_scratch(&RESIDUALS, m * self.k, |r| {
-                            for t in 0..m {
-                                // SAFETY: the row of `xq` is k bytes long.
-                                let q = unsafe { std::slice::from_raw_parts(xq.as_ptr().add(t * kq) as *const u8, self.k) };
-                                let row = t * self.k..(t + 1) * self.k;
-                                for ((r, x), q) in r[row.clone()].iter_mut().zip(&x[row]).zip(q) {
-                                    *r = x - (*q as i32 - 128) as f32 * xs[t];
-                                }
-                            }
-                            self.quantize(r, m, rq, rs);
-                        });
-                        if path == Path::Avx512 {
-                            self.pass_two_digits((xq, xs), (rq, rs), m, out, gelu);
-                        } else {
-                            self.pass(xq, xs, m, out, false, false, path);
-                            self.pass(rq, rs, m, out, true, gelu, path);
+                self.quantize(x, xq, xs);
+                self.schedule(m, out, gelu, |group, t0, t1, out| {
+                    // SAFETY: each path is taken only where the CPU has its instructions (`path()`).
+                    unsafe {
+                        #[cfg(target_arch = "x86_64")]
+                        match path {
+                            Path::Avx512 => self.group_avx512(x, xq, xs, group, t0, t1, m, out),
+                            _ => self.group_portable(x, xq, xs, group, t0, t1, out),
                         }
-                    })
+                        #[cfg(not(target_arch = "x86_64"))]
+                        self.group_portable(x, xq, xs, group, t0, t1, out);
+                    }
                 });
             })
         });
@@ -369,68 +372,55 @@ impl PackedLinear {
     /// The AVX2 product: 14-bit activations, one pass. `vpmaddwd` multiplies
     /// 16 pairs of i16 per instruction; fed int8 activations instead it
     /// needs `vpmaddubsw` and a sign trick first, so on AVX2 the wider
-    /// activations cost no more than one int8 digit, and need no second one
-    /// where the inputs have outliers (`precise`).
+    /// activations cost no more than int8 ones.
     fn forward_i16(&self, x: &[f32], m: usize, out: &mut [f32], gelu: bool) {
         with_scratch(&ACTIVATIONS_I16, m * self.k, |xq| {
             with_scratch(&SCALES, m, |xs| {
-                for t in 0..m {
-                    xs[t] = quantize_i16(&x[t * self.k..][..self.k], &mut xq[t * self.k..][..self.k]);
-                }
-                self.schedule(m, 1, out, gelu, |group, t0, t1, out| {
+                self.each_inlier_row(x, |t, row| xs[t] = quantize_i16(row, &mut xq[t * self.k..][..self.k]));
+                self.schedule(m, out, gelu, |group, t0, t1, out| {
                     // SAFETY: only reached where `path()` allows AVX2.
                     #[cfg(target_arch = "x86_64")]
                     unsafe {
-                        self.group_avx2(xq, xs, group, t0, t1, out)
+                        self.group_avx2(x, xq, xs, group, t0, t1, out)
                     };
                 });
             })
         });
     }
 
-    /// `pass` for both digits at once (fast path only).
-    fn pass_two_digits(&self, first: (&[u32], &[f32]), second: (&[u32], &[f32]), m: usize, out: &mut [f32], gelu: bool) {
-        self.schedule(m, 2, out, gelu, |group, t0, t1, out| {
-            // SAFETY: only called where `fast_path()` holds.
-            #[cfg(target_arch = "x86_64")]
-            unsafe {
-                self.group_two_digits(first, second, group, t0, t1, m, out)
-            };
-        });
+    /// Runs `f` on each token's row of `x`, with the outlier channels zeroed
+    /// (a copy; `x` itself when there are none) so that they do not set the
+    /// token's scale.
+    fn each_inlier_row(&self, x: &[f32], mut f: impl FnMut(usize, &[f32])) {
+        if self.outliers.is_empty() {
+            x.chunks_exact(self.k).enumerate().for_each(|(t, row)| f(t, row));
+            return;
+        }
+        with_scratch(&INLIERS, self.k, |buf| {
+            for (t, row) in x.chunks_exact(self.k).enumerate() {
+                buf.copy_from_slice(row);
+                for &c in &self.outliers {
+                    buf[c] = 0.0;
+                }
+                f(t, buf);
+            }
+        })
     }
 
-    fn quantize(&self, x: &[f32], m: usize, xq: &mut [u32], xs: &mut [f32]) {
+    fn quantize(&self, x: &[f32], xq: &mut [u32], xs: &mut [f32]) {
         let kq = self.k / 4;
-        for t in 0..m {
+        self.each_inlier_row(x, |t, row| {
             // SAFETY: the row of `xq` is k bytes long.
             let dst = unsafe { std::slice::from_raw_parts_mut(xq.as_mut_ptr().add(t * kq) as *mut u8, self.k) };
-            xs[t] = quantize_activations(&x[t * self.k..][..self.k], dst);
-        }
-    }
-
-    /// One product of quantized activations: stores `x·Wᵀ + b`, or with `add`
-    /// adds `x·Wᵀ` to what `out` holds; then GELU if asked.
-    #[allow(clippy::too_many_arguments)]
-    fn pass(&self, xq: &[u32], xs: &[f32], m: usize, out: &mut [f32], add: bool, gelu: bool, path: Path) {
-        self.schedule(m, 1, out, gelu, |group, t0, t1, out| {
-            // SAFETY: each path is taken only where the CPU has its instructions (`path()`).
-            unsafe {
-                #[cfg(target_arch = "x86_64")]
-                match path {
-                    Path::Avx512 => self.group_avx512(xq, xs, group, t0, t1, m, out, add),
-                    _ => self.group_portable(xq, xs, group, t0, t1, out, add),
-                }
-                #[cfg(not(target_arch = "x86_64"))]
-                self.group_portable(xq, xs, group, t0, t1, out, add);
-            }
+            xs[t] = quantize_activations(row, dst);
         });
     }
 
     /// Splits a product of `m` tokens into (token range × 32 outputs) tasks,
     /// runs `block(group, t0, t1, out)` for each — on the pool when the
-    /// product (`digits` passes' worth) is large — then GELU on the block.
-    /// Each task writes only its own block of `out`.
-    fn schedule(&self, m: usize, digits: usize, out: &mut [f32], gelu: bool, block: impl Fn(usize, usize, usize, *mut f32) + Sync) {
+    /// product is large — then GELU on the block. Each task writes only its
+    /// own block of `out`.
+    fn schedule(&self, m: usize, out: &mut [f32], gelu: bool, block: impl Fn(usize, usize, usize, *mut f32) + Sync) {
         let groups = self.n / (PANEL * GROUP);
         let chunks = m.div_ceil(TASK_TOKENS);
         let out_ptr = SendPtr(out.as_mut_ptr());
@@ -447,7 +437,7 @@ impl PackedLinear {
                 }
             }
         };
-        if digits * m * self.n * self.k < parallel_macs() {
+        if m * self.n * self.k < parallel_macs() {
             (0..groups * chunks).for_each(task);
         } else {
             (0..groups * chunks).into_par_iter().for_each(task);
@@ -459,7 +449,7 @@ impl PackedLinear {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx512vnni")]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn group_avx512(&self, xq: &[u32], xs: &[f32], group: usize, t0: usize, t1: usize, m: usize, out: *mut f32, add: bool) {
+    unsafe fn group_avx512(&self, x: &[f32], xq: &[u32], xs: &[f32], group: usize, t0: usize, t1: usize, m: usize, out: *mut f32) {
         let kq = self.k / 4;
         let c0 = group * PANEL * GROUP;
         let w = self.w.as_ptr().add(group * GROUP * kq * PANEL);
@@ -467,37 +457,12 @@ impl PackedLinear {
         for t in (t0..t1).step_by(TOKENS) {
             // A short query (12 tokens: 8 + 4) wastes no half tile.
             if t1 - t <= TOKENS / 2 {
-                tile_half(xq.as_ptr().add(t * kq), xq.as_ptr(), kq, w, acc.as_mut_ptr());
+                tile_half(xq.as_ptr().add(t * kq), kq, w, acc.as_mut_ptr());
             } else {
-                tile(xq.as_ptr().add(t * kq), xq.as_ptr(), kq, w, acc.as_mut_ptr());
+                tile(xq.as_ptr().add(t * kq), kq, w, acc.as_mut_ptr());
             }
             for (r, row) in acc.chunks_exact(PANEL * GROUP).enumerate().take(m.saturating_sub(t)) {
-                let dst = std::slice::from_raw_parts_mut(out.add((t + r) * self.n + c0), PANEL * GROUP);
-                self.finish(row, xs[t + r], c0, dst, add);
-            }
-        }
-    }
-
-    /// Both digits at once (`xq`/`xs` the first, `rq`/`rs` the rounding
-    /// residue), 4 tokens per tile; the same numbers as a first pass and an
-    /// adding second one.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f,avx512vnni")]
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn group_two_digits(&self, (xq, xs): (&[u32], &[f32]), (rq, rs): (&[u32], &[f32]), group: usize, t0: usize, t1: usize, m: usize, out: *mut f32) {
-        let kq = self.k / 4;
-        let c0 = group * PANEL * GROUP;
-        let w = self.w.as_ptr().add(group * GROUP * kq * PANEL);
-        let mut acc = [0i32; TOKENS * PANEL * GROUP];
-        let half = TOKENS / 2;
-        for t in (t0..t1).step_by(half) {
-            tile_two_digits(xq.as_ptr().add(t * kq), rq.as_ptr().add(t * kq), kq, w, acc.as_mut_ptr());
-            let (first, second) = acc.split_at(half * PANEL * GROUP);
-            for r in 0..half.min(m.saturating_sub(t)) {
-                let dst = std::slice::from_raw_parts_mut(out.add((t + r) * self.n + c0), PANEL * GROUP);
-                let rows = r * PANEL * GROUP..(r + 1) * PANEL * GROUP;
-                self.finish(&first[rows.clone()], xs[t + r], c0, dst, false);
-                self.finish(&second[rows], rs[t + r], c0, dst, true);
+                self.finish_avx512(row, xs[t + r], c0, out.add((t + r) * self.n + c0), &x[(t + r) * self.k..][..self.k]);
             }
         }
     }
@@ -506,7 +471,8 @@ impl PackedLinear {
     /// `k` apart), in tiles of 4, 2 and 1 tokens.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    unsafe fn group_avx2(&self, xq: &[i16], xs: &[f32], group: usize, t0: usize, t1: usize, out: *mut f32) {
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn group_avx2(&self, x: &[f32], xq: &[i16], xs: &[f32], group: usize, t0: usize, t1: usize, out: *mut f32) {
         let kq = self.k / 4;
         let c0 = group * PANEL * GROUP;
         let mut acc = [0i32; 4 * PANEL * GROUP];
@@ -523,13 +489,8 @@ impl PackedLinear {
                 }
             }
             for r in 0..n {
-                // `finish` with signed activations (no offset), in a loop that vectorises.
                 let row = &acc[r * PANEL * GROUP..(r + 1) * PANEL * GROUP];
-                let dst = std::slice::from_raw_parts_mut(out.add((t + r) * self.n + c0), PANEL * GROUP);
-                let (cols, s) = (c0..c0 + PANEL * GROUP, xs[t + r]);
-                for (((d, a), sc), b) in dst.iter_mut().zip(row).zip(&self.scale[cols.clone()]).zip(&self.bias[cols]) {
-                    *d = *a as f32 * (s * sc) + b;
-                }
+                self.finish_avx2(row, xs[t + r], c0, out.add((t + r) * self.n + c0), &x[(t + r) * self.k..][..self.k]);
             }
             t += n;
         }
@@ -537,31 +498,89 @@ impl PackedLinear {
 
     /// The same integers in plain Rust, for CPUs without AVX-512 VNNI or AVX2.
     #[allow(clippy::too_many_arguments)]
-    unsafe fn group_portable(&self, xq: &[u32], xs: &[f32], group: usize, t0: usize, t1: usize, out: *mut f32, add: bool) {
+    unsafe fn group_portable(&self, x: &[f32], xq: &[u32], xs: &[f32], group: usize, t0: usize, t1: usize, out: *mut f32) {
         let kq = self.k / 4;
         let c0 = group * PANEL * GROUP;
         let mut acc = [0i32; PANEL * GROUP];
         for t in t0..t1 {
-            let x = &xq[t * kq..][..kq];
+            let q = &xq[t * kq..][..kq];
             for (c, a) in acc.iter_mut().enumerate() {
                 let (p, i) = ((c0 + c) / PANEL, (c0 + c) % PANEL);
-                *a = x.iter().enumerate().fold(0i32, |s, (j, xv)| {
+                *a = q.iter().enumerate().fold(0i32, |s, (j, xv)| {
                     let wv = self.w[(p * kq + j) * PANEL + i].to_le_bytes();
                     let xv = xv.to_le_bytes();
                     s + (0..4).map(|b| xv[b] as i32 * wv[b] as i8 as i32).sum::<i32>()
                 });
             }
             let dst = std::slice::from_raw_parts_mut(out.add(t * self.n + c0), PANEL * GROUP);
-            self.finish(&acc, xs[t], c0, dst, add);
+            self.finish(&acc, xs[t], c0, dst, &x[t * self.k..][..self.k]);
         }
     }
 
-    /// Integer sums of one token → floats, with the bias.
-    fn finish(&self, acc: &[i32], x_scale: f32, c0: usize, dst: &mut [f32], add: bool) {
-        for (c, (d, a)) in dst.iter_mut().zip(acc).enumerate() {
-            let col = c0 + c;
-            let v = (a - self.offset[col]) as f32 * (x_scale * self.scale[col]);
-            *d = if add { *d + v } else { v + self.bias[col] };
+    /// Integer sums of one token (unsigned activations: less their offset)
+    /// → floats, with the bias and the outlier channels of `x_row`.
+    fn finish(&self, acc: &[i32], x_scale: f32, c0: usize, dst: &mut [f32], x_row: &[f32]) {
+        let cols = c0..c0 + PANEL * GROUP;
+        for (((d, a), (sc, off)), b) in dst.iter_mut().zip(acc).zip(self.scale[cols.clone()].iter().zip(&self.offset[cols.clone()])).zip(&self.bias[cols]) {
+            *d = (a - off) as f32 * (x_scale * sc) + b;
+        }
+        for (i, &channel) in self.outliers.iter().enumerate() {
+            let v = x_row[channel];
+            let w = &self.outlier_w[i * self.n + c0..][..PANEL * GROUP];
+            dst.iter_mut().zip(w).for_each(|(d, w)| *d += v * w);
+        }
+    }
+
+    /// `finish` in two registers of 16 outputs (written with intrinsics:
+    /// the compiler left the outlier sums scalar). Multiplies and adds
+    /// rounded apart, as `finish`: every path gives the same floats.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn finish_avx512(&self, acc: &[i32], x_scale: f32, c0: usize, dst: *mut f32, x_row: &[f32]) {
+        use std::arch::x86_64::*;
+        let xs = _mm512_set1_ps(x_scale);
+        let mut v = [_mm512_setzero_ps(); GROUP];
+        for (h, v) in v.iter_mut().enumerate() {
+            let c = c0 + h * PANEL;
+            let a = _mm512_sub_epi32(_mm512_loadu_si512(acc.as_ptr().add(h * PANEL) as *const _), _mm512_loadu_si512(self.offset.as_ptr().add(c) as *const _));
+            let scale = _mm512_mul_ps(xs, _mm512_loadu_ps(self.scale.as_ptr().add(c)));
+            *v = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a), scale), _mm512_loadu_ps(self.bias.as_ptr().add(c)));
+        }
+        for (i, &channel) in self.outliers.iter().enumerate() {
+            let x = _mm512_set1_ps(x_row[channel]);
+            let w = self.outlier_w.as_ptr().add(i * self.n + c0);
+            for (h, v) in v.iter_mut().enumerate() {
+                *v = _mm512_add_ps(*v, _mm512_mul_ps(x, _mm512_loadu_ps(w.add(h * PANEL))));
+            }
+        }
+        for (h, v) in v.iter().enumerate() {
+            _mm512_storeu_ps(dst.add(h * PANEL), *v);
+        }
+    }
+
+    /// `finish` for the AVX2 path's signed activations (no offset), in four
+    /// registers of 8 outputs.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn finish_avx2(&self, acc: &[i32], x_scale: f32, c0: usize, dst: *mut f32, x_row: &[f32]) {
+        use std::arch::x86_64::*;
+        let xs = _mm256_set1_ps(x_scale);
+        let mut v = [_mm256_setzero_ps(); 4];
+        for (q, v) in v.iter_mut().enumerate() {
+            let c = c0 + q * 8;
+            let a = _mm256_cvtepi32_ps(_mm256_loadu_si256(acc.as_ptr().add(q * 8) as *const _));
+            let scale = _mm256_mul_ps(xs, _mm256_loadu_ps(self.scale.as_ptr().add(c)));
+            *v = _mm256_add_ps(_mm256_mul_ps(a, scale), _mm256_loadu_ps(self.bias.as_ptr().add(c)));
+        }
+        for (i, &channel) in self.outliers.iter().enumerate() {
+            let x = _mm256_set1_ps(x_row[channel]);
+            let w = self.outlier_w.as_ptr().add(i * self.n + c0);
+            for (q, v) in v.iter_mut().enumerate() {
+                *v = _mm256_add_ps(*v, _mm256_mul_ps(x, _mm256_loadu_ps(w.add(q * 8))));
+            }
+        }
+        for (q, v) in v.iter().enumerate() {
+            _mm256_storeu_ps(dst.add(q * 8), *v);
         }
     }
 }
@@ -570,9 +589,7 @@ thread_local! {
     static ACTIVATIONS: std::cell::RefCell<Vec<u32>> = const { std::cell::RefCell::new(Vec::new()) };
     static ACTIVATIONS_I16: std::cell::RefCell<Vec<i16>> = const { std::cell::RefCell::new(Vec::new()) };
     static SCALES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
-    static RESIDUALS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
-    static RESIDUAL_Q: std::cell::RefCell<Vec<u32>> = const { std::cell::RefCell::new(Vec::new()) };
-    static RESIDUAL_S: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    static INLIERS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
     static ATTENTION: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
@@ -612,11 +629,10 @@ unsafe impl Sync for SendPtr {}
 /// a panel pair (k up to 1536) no longer fits L1. Named accumulators: written
 /// as arrays, the compiler spilled them to the stack.
 macro_rules! micro_tile {
-    ($name:ident($x:ident, $y:ident), $($src:ident $t:literal $o:literal: $r0:ident $r1:ident),+) => {
+    ($name:ident, $($t:literal: $r0:ident $r1:ident),+) => {
         #[cfg(target_arch = "x86_64")]
         #[target_feature(enable = "avx512f,avx512vnni")]
-        #[allow(unused_variables)]
-        unsafe fn $name($x: *const u32, $y: *const u32, kq: usize, w: *const u32, out: *mut i32) {
+        unsafe fn $name(x: *const u32, kq: usize, w: *const u32, out: *mut i32) {
             use std::arch::x86_64::*;
             let (w0, w1) = (w, w.add(kq * PANEL));
             $(let mut $r0 = _mm512_setzero_si512(); let mut $r1 = _mm512_setzero_si512();)+
@@ -625,25 +641,22 @@ macro_rules! micro_tile {
                 let p0 = _mm512_loadu_si512(w0.add(o) as *const _);
                 let p1 = _mm512_loadu_si512(w1.add(o) as *const _);
                 $(
-                    let v = _mm512_set1_epi32(*$src.add($t * kq + j) as i32);
+                    let v = _mm512_set1_epi32(*x.add($t * kq + j) as i32);
                     $r0 = _mm512_dpbusd_epi32($r0, v, p0);
                     $r1 = _mm512_dpbusd_epi32($r1, v, p1);
                 )+
             }
             $(
-                _mm512_storeu_si512(out.add($o * GROUP * PANEL) as *mut _, $r0);
-                _mm512_storeu_si512(out.add(($o * GROUP + 1) * PANEL) as *mut _, $r1);
+                _mm512_storeu_si512(out.add($t * GROUP * PANEL) as *mut _, $r0);
+                _mm512_storeu_si512(out.add(($t * GROUP + 1) * PANEL) as *mut _, $r1);
             )+
         }
     };
 }
 
-// Rows `x`+t (and `y`+t) go to output row o.
-micro_tile!(tile(x, y), x 0 0: a0 a1, x 1 1: b0 b1, x 2 2: c0 c1, x 3 3: d0 d1, x 4 4: e0 e1, x 5 5: f0 f1, x 6 6: g0 g1, x 7 7: h0 h1);
-micro_tile!(tile_half(x, y), x 0 0: a0 a1, x 1 1: b0 b1, x 2 2: c0 c1, x 3 3: d0 d1);
-// Both activation digits of 4 tokens in one pass over the weights: the weight
-// stream, not the arithmetic, bounds a short query.
-micro_tile!(tile_two_digits(x, y), x 0 0: a0 a1, x 1 1: b0 b1, x 2 2: c0 c1, x 3 3: d0 d1, y 0 4: e0 e1, y 1 5: f0 f1, y 2 6: g0 g1, y 3 7: h0 h1);
+// Token row t of `x` goes to output row t.
+micro_tile!(tile, 0: a0 a1, 1: b0 b1, 2: c0 c1, 3: d0 d1, 4: e0 e1, 5: f0 f1, 6: g0 g1, 7: h0 h1);
+micro_tile!(tile_half, 0: a0 a1, 1: b0 b1, 2: c0 c1, 3: d0 d1);
 
 /// `T` tokens (i16 rows of `x`, `k` apart) × one panel of 16 outputs:
 /// `out[i·32 + r]` = Σ w·x. Four tokens' sums fill the registers with half
@@ -996,10 +1009,15 @@ mod tests {
         let mut seed = 7;
         let w: Vec<f32> = (0..n * k).map(|_| lcg(&mut seed)).collect();
         let b: Vec<f32> = (0..n).map(|_| lcg(&mut seed)).collect();
-        let coarse = PackedLinear::new(&w, b.clone(), n, k).unwrap();
-        let precise = PackedLinear::new(&w, b.clone(), n, k).unwrap().precise();
-        for (lin, m) in [1, 5, 6, 7, 13, 200].into_iter().flat_map(|m| [(&coarse, m), (&precise, m)]) {
-            let x: Vec<f32> = (0..m * k).map(|_| lcg(&mut seed)).collect();
+        let plain = PackedLinear::new(&w, b.clone(), n, k).unwrap();
+        // Channels 3 and 40 carry values 50 times the rest: computed in f32
+        // they leave the others' precision alone.
+        let outliers = PackedLinear::with_outliers(&w, b.clone(), n, k, &[3, 40]).unwrap();
+        for (lin, m) in [1, 5, 6, 7, 13, 200].into_iter().flat_map(|m| [(&plain, m), (&outliers, m)]) {
+            let mut x: Vec<f32> = (0..m * k).map(|_| lcg(&mut seed)).collect();
+            if !lin.outliers.is_empty() {
+                x.chunks_exact_mut(k).for_each(|row| (row[3], row[40]) = (row[3] * 50.0, row[40] * -50.0));
+            }
             // Every scheme this CPU can run.
             let paths = [(Path::Avx512, fast_path()), (Path::Avx2, avx2_path()), (Path::Portable, true)];
             for (ep, path) in [Epilogue::Bias, Epilogue::BiasGelu]
@@ -1028,7 +1046,7 @@ mod tests {
         let mut seed = 3;
         let w: Vec<f32> = (0..n * k).map(|_| lcg(&mut seed)).collect();
         let x: Vec<f32> = (0..m * k).map(|_| lcg(&mut seed) * 4.0).collect();
-        let lin = PackedLinear::new(&w, vec![0.5; n], n, k).unwrap().precise();
+        let lin = PackedLinear::with_outliers(&w, vec![0.5; n], n, k, &[0, 17, 63]).unwrap();
         if fast_path() {
             let (mut fast, mut portable) = (vec![0f32; m * n], vec![0f32; m * n]);
             lin.forward_with(&x, m, &mut fast, Epilogue::BiasGelu, Path::Avx512);
@@ -1062,7 +1080,9 @@ mod tests {
                         let mut want = vec![0f32; n];
                         let acc: Vec<i32> =
                             (0..n).map(|c| (0..k).map(|i| q[i] as i32 * weight(c, i)).sum::<i32>() + lin.offset[c]).collect();
-                        lin.finish(&acc, scale, 0, &mut want, false);
+                        for c0 in (0..n).step_by(PANEL * GROUP) {
+                            lin.finish(&acc[c0..], scale, c0, &mut want[c0..c0 + PANEL * GROUP], &x[t * k..][..k]);
+                        }
                         if ep == Epilogue::BiasGelu {
                             gelu_slice(&mut want);
                         }
