@@ -154,29 +154,41 @@ fn quantize_row(row: &[f32], out: &mut [i8]) -> f32 {
 }
 
 /// One token's activations as unsigned bytes `q + 128` (`q` symmetric int8,
-/// rounded to nearest even); returns the scale.
-fn quantize_activations(row: &[f32], out: &mut [u8]) -> f32 {
+/// rounded to nearest even); returns the scale. The scale is set by the
+/// channels whose `mask` is 1 (all when `mask` is empty); the others
+/// (outliers, mask 0) saturate, and their weights are zero.
+fn quantize_activations(row: &[f32], out: &mut [u8], mask: &[f32]) -> f32 {
     #[cfg(target_arch = "x86_64")]
     if fast_path() && row.len() % 16 == 0 {
         // SAFETY: AVX-512 is present (fast_path) and both slices hold row.len() values.
-        return unsafe { quantize_activations_avx512(row, out) };
+        return unsafe { quantize_activations_avx512(row, out, mask) };
     }
-    quantize_activations_portable(row, out)
+    quantize_activations_portable(row, out, mask)
 }
 
 /// One token's activations for the AVX2 product: i16 within ±8191 (rounded
-/// to nearest even); returns the scale.
-fn quantize_i16(row: &[f32], out: &mut [i16]) -> f32 {
+/// to nearest even); returns the scale. `mask` as `quantize_activations`.
+fn quantize_i16(row: &[f32], out: &mut [i16], mask: &[f32]) -> f32 {
     #[cfg(target_arch = "x86_64")]
     if avx2_path() && row.len() % 16 == 0 {
         // SAFETY: AVX2 is present (avx2_path) and both slices hold row.len() values.
-        return unsafe { quantize_i16_avx2(row, out) };
+        return unsafe { quantize_i16_avx2(row, out, mask) };
     }
-    quantize_i16_portable(row, out)
+    quantize_i16_portable(row, out, mask)
 }
 
-fn quantize_i16_portable(row: &[f32], out: &mut [i16]) -> f32 {
-    let max = row.iter().fold(0f32, |m, v| if v.abs() > m { v.abs() } else { m });
+/// Largest |value| of `row` where `mask` is 1 (everywhere when it is empty).
+fn abs_max_portable(row: &[f32], mask: &[f32]) -> f32 {
+    let fold = |m: f32, v: f32| if v > m { v } else { m };
+    if mask.is_empty() {
+        row.iter().fold(0f32, |m, v| fold(m, v.abs()))
+    } else {
+        row.iter().zip(mask).fold(0f32, |m, (v, k)| fold(m, v.abs() * k))
+    }
+}
+
+fn quantize_i16_portable(row: &[f32], out: &mut [i16], mask: &[f32]) -> f32 {
+    let max = abs_max_portable(row, mask);
     let scale = if max > 0.0 { max / I16_MAX } else { 1.0 };
     let inv = 1.0 / scale;
     for (q, v) in out.iter_mut().zip(row) {
@@ -187,12 +199,18 @@ fn quantize_i16_portable(row: &[f32], out: &mut [i16]) -> f32 {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn quantize_i16_avx2(row: &[f32], out: &mut [i16]) -> f32 {
+unsafe fn quantize_i16_avx2(row: &[f32], out: &mut [i16], mask: &[f32]) -> f32 {
     use std::arch::x86_64::*;
     let abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
     let mut max = _mm256_setzero_ps();
-    for c in row.chunks_exact(8) {
-        max = _mm256_max_ps(max, _mm256_and_ps(_mm256_loadu_ps(c.as_ptr()), abs));
+    if mask.is_empty() {
+        for c in row.chunks_exact(8) {
+            max = _mm256_max_ps(max, _mm256_and_ps(_mm256_loadu_ps(c.as_ptr()), abs));
+        }
+    } else {
+        for (c, k) in row.chunks_exact(8).zip(mask.chunks_exact(8)) {
+            max = _mm256_max_ps(max, _mm256_mul_ps(_mm256_and_ps(_mm256_loadu_ps(c.as_ptr()), abs), _mm256_loadu_ps(k.as_ptr())));
+        }
     }
     let mut lanes = [0f32; 8];
     _mm256_storeu_ps(lanes.as_mut_ptr(), max);
@@ -212,8 +230,8 @@ unsafe fn quantize_i16_avx2(row: &[f32], out: &mut [i16]) -> f32 {
     scale
 }
 
-fn quantize_activations_portable(row: &[f32], out: &mut [u8]) -> f32 {
-    let max = row.iter().fold(0f32, |m, v| if v.abs() > m { v.abs() } else { m });
+fn quantize_activations_portable(row: &[f32], out: &mut [u8], mask: &[f32]) -> f32 {
+    let max = abs_max_portable(row, mask);
     let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
     let inv = 1.0 / scale;
     for (q, v) in out.iter_mut().zip(row) {
@@ -224,11 +242,17 @@ fn quantize_activations_portable(row: &[f32], out: &mut [u8]) -> f32 {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn quantize_activations_avx512(row: &[f32], out: &mut [u8]) -> f32 {
+unsafe fn quantize_activations_avx512(row: &[f32], out: &mut [u8], mask: &[f32]) -> f32 {
     use std::arch::x86_64::*;
     let mut max = _mm512_setzero_ps();
-    for c in row.chunks_exact(16) {
-        max = _mm512_max_ps(max, _mm512_abs_ps(_mm512_loadu_ps(c.as_ptr())));
+    if mask.is_empty() {
+        for c in row.chunks_exact(16) {
+            max = _mm512_max_ps(max, _mm512_abs_ps(_mm512_loadu_ps(c.as_ptr())));
+        }
+    } else {
+        for (c, k) in row.chunks_exact(16).zip(mask.chunks_exact(16)) {
+            max = _mm512_max_ps(max, _mm512_mul_ps(_mm512_abs_ps(_mm512_loadu_ps(c.as_ptr())), _mm512_loadu_ps(k.as_ptr())));
+        }
     }
     let max = _mm512_reduce_max_ps(max);
     let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
@@ -291,11 +315,13 @@ pub struct PackedLinear {
     /// weights (`outlier_w[i·n + row]` is `W[row][outliers[i]]`).
     /// A BERT layer's inputs have a few channels far larger than the rest;
     /// in the int8 product they would set every token's scale and round the
-    /// other channels away. Left out of it (zero columns in `w`, zeroed
-    /// before the activations are quantized), they cost a few f32
+    /// other channels away. Left out of it (zero columns in `w`, masked
+    /// when the activations' scale is taken), they cost a few f32
     /// multiply-adds per output.
     outliers: Vec<usize>,
     outlier_w: Vec<f32>,
+    /// Per input channel, 0 for an outlier and 1 for the rest (empty without outliers).
+    inliers: Vec<f32>,
 }
 
 impl PackedLinear {
@@ -330,7 +356,9 @@ impl PackedLinear {
                 w[(p * kq + j) * PANEL + i] = u32::from_le_bytes([q[4 * j] as u8, q[4 * j + 1] as u8, q[4 * j + 2] as u8, q[4 * j + 3] as u8]);
             }
         }
-        Ok(Self { n, k, w, scale, offset, bias, outliers: outliers.to_vec(), outlier_w })
+        let mut inliers = if outliers.is_empty() { vec![] } else { vec![1.0; k] };
+        outliers.iter().for_each(|&c| inliers[c] = 0.0);
+        Ok(Self { n, k, w, scale, offset, bias, outliers: outliers.to_vec(), outlier_w, inliers })
     }
 
     /// `out[m×n] = x[m×k]·Wᵀ + b`, then the epilogue.
@@ -376,7 +404,9 @@ impl PackedLinear {
     fn forward_i16(&self, x: &[f32], m: usize, out: &mut [f32], gelu: bool) {
         with_scratch(&ACTIVATIONS_I16, m * self.k, |xq| {
             with_scratch(&SCALES, m, |xs| {
-                self.each_inlier_row(x, |t, row| xs[t] = quantize_i16(row, &mut xq[t * self.k..][..self.k]));
+                for (t, row) in x.chunks_exact(self.k).enumerate() {
+                    xs[t] = quantize_i16(row, &mut xq[t * self.k..][..self.k], &self.inliers);
+                }
                 self.schedule(m, out, gelu, |group, t0, t1, out| {
                     // SAFETY: only reached where `path()` allows AVX2.
                     #[cfg(target_arch = "x86_64")]
@@ -388,32 +418,13 @@ impl PackedLinear {
         });
     }
 
-    /// Runs `f` on each token's row of `x`, with the outlier channels zeroed
-    /// (a copy; `x` itself when there are none) so that they do not set the
-    /// token's scale.
-    fn each_inlier_row(&self, x: &[f32], mut f: impl FnMut(usize, &[f32])) {
-        if self.outliers.is_empty() {
-            x.chunks_exact(self.k).enumerate().for_each(|(t, row)| f(t, row));
-            return;
-        }
-        with_scratch(&INLIERS, self.k, |buf| {
-            for (t, row) in x.chunks_exact(self.k).enumerate() {
-                buf.copy_from_slice(row);
-                for &c in &self.outliers {
-                    buf[c] = 0.0;
-                }
-                f(t, buf);
-            }
-        })
-    }
-
     fn quantize(&self, x: &[f32], xq: &mut [u32], xs: &mut [f32]) {
         let kq = self.k / 4;
-        self.each_inlier_row(x, |t, row| {
+        for (t, row) in x.chunks_exact(self.k).enumerate() {
             // SAFETY: the row of `xq` is k bytes long.
             let dst = unsafe { std::slice::from_raw_parts_mut(xq.as_mut_ptr().add(t * kq) as *mut u8, self.k) };
-            xs[t] = quantize_activations(row, dst);
-        });
+            xs[t] = quantize_activations(row, dst, &self.inliers);
+        }
     }
 
     /// Splits a product of `m` tokens into (token range × 32 outputs) tasks,
@@ -589,7 +600,6 @@ thread_local! {
     static ACTIVATIONS: std::cell::RefCell<Vec<u32>> = const { std::cell::RefCell::new(Vec::new()) };
     static ACTIVATIONS_I16: std::cell::RefCell<Vec<i16>> = const { std::cell::RefCell::new(Vec::new()) };
     static SCALES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
-    static INLIERS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
     static ATTENTION: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
@@ -1134,7 +1144,7 @@ mod tests {
                     lin.forward_with(&x, m, &mut got, ep, Path::Avx2);
                     for t in 0..m {
                         let mut q = vec![0i16; k];
-                        let scale = quantize_i16_portable(&x[t * k..][..k], &mut q);
+                        let scale = quantize_i16_portable(&x[t * k..][..k], &mut q, &[]);
                         let mut want = vec![0f32; n];
                         let acc: Vec<i32> =
                             (0..n).map(|c| (0..k).map(|i| q[i] as i32 * weight(c, i)).sum::<i32>() + lin.offset[c]).collect();
@@ -1151,7 +1161,8 @@ mod tests {
         }
     }
 
-    /// The vector quantizers round exactly as the portable one (ties included).
+    /// The vector quantizers round exactly as the portable one (ties
+    /// included), and take the scale from the unmasked channels alone.
     #[test]
     fn activation_quantisation_is_the_same_on_every_path() {
         let mut seed = 5;
@@ -1164,18 +1175,28 @@ mod tests {
                     *x = (i % 255) as f32 * 0.5 - 63.5;
                 }
             }
+            // Every third case: two outlier channels, masked out.
+            let mut mask = vec![];
+            if case % 3 == 2 {
+                let max = row.iter().fold(0f32, |m, v| m.max(v.abs()));
+                (row[5], row[300]) = (row[5] * 100.0, -1000.0);
+                mask = vec![1.0; 384];
+                (mask[5], mask[300]) = (0.0, 0.0);
+                let mut q = vec![0u8; 384];
+                assert!(quantize_activations_portable(&row, &mut q, &mask) <= max / 127.0 * 1.0001, "the outliers set no scale");
+            }
             let (mut want, mut got) = (vec![0u8; 384], vec![0u8; 384]);
-            let scale = quantize_activations_portable(&row, &mut want);
+            let scale = quantize_activations_portable(&row, &mut want, &mask);
             #[cfg(target_arch = "x86_64")]
             {
                 if std::arch::is_x86_feature_detected!("avx512f") {
-                    assert_eq!(unsafe { quantize_activations_avx512(&row, &mut got) }, scale);
+                    assert_eq!(unsafe { quantize_activations_avx512(&row, &mut got, &mask) }, scale);
                     assert_eq!(got, want, "AVX-512, case {case}");
                 }
                 if std::arch::is_x86_feature_detected!("avx2") {
                     let (mut want, mut got) = (vec![0i16; 384], vec![0i16; 384]);
-                    let scale = quantize_i16_portable(&row, &mut want);
-                    assert_eq!(unsafe { quantize_i16_avx2(&row, &mut got) }, scale);
+                    let scale = quantize_i16_portable(&row, &mut want, &mask);
+                    assert_eq!(unsafe { quantize_i16_avx2(&row, &mut got, &mask) }, scale);
                     assert_eq!(got, want, "AVX2, case {case}");
                 }
             }
