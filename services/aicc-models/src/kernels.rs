@@ -797,15 +797,7 @@ pub fn layer_norm(x: &mut [f32], w: &[f32], b: &[f32], eps: f32) {
         let h = w.len();
         for row in x.chunks_exact_mut(h) {
             let mean = sum16(row) / h as f32;
-            let mut acc = [0f32; 16];
-            let chunks = row.chunks_exact(16);
-            let tail: f32 = chunks.remainder().iter().map(|v| (v - mean) * (v - mean)).sum();
-            for c in chunks {
-                for i in 0..16 {
-                    acc[i] += (c[i] - mean) * (c[i] - mean);
-                }
-            }
-            let var = (acc.iter().sum::<f32>() + tail) / h as f32;
+            let var = fold16(row, 0.0, |v| (v - mean) * (v - mean), |a, b| a + b) / h as f32;
             let inv = 1.0 / (var + eps).sqrt();
             for ((v, w), b) in row.iter_mut().zip(w).zip(b) {
                 *v = (*v - mean) * inv * w + b;
@@ -973,34 +965,34 @@ unsafe fn attend_avx2(qkv: &[f32], start: usize, len: usize, h: usize, hd: usize
     attend(qkv, start, len, h, hd, hidden, ctx)
 }
 
-/// Sixteen partial maxima, as `sum16` (`f32::max` in a fold is a serial
-/// chain of compare-and-blend for NaN's sake: a fifth of attention's time
-/// on 30-token passages).
+/// `combine` over `map` of every value of `v`, in sixteen lanes (one
+/// AVX-512 register) instead of one serial chain; the lanes are combined
+/// from `init`, then the tail.
 #[inline(always)]
-fn max16(v: &[f32]) -> f32 {
-    let mut acc = [f32::NEG_INFINITY; 16];
+fn fold16(v: &[f32], init: f32, map: impl Fn(f32) -> f32, combine: impl Fn(f32, f32) -> f32) -> f32 {
+    let mut acc = [init; 16];
     let chunks = v.chunks_exact(16);
-    let tail = chunks.remainder().iter().fold(f32::NEG_INFINITY, |m, &x| if x > m { x } else { m });
+    let tail = chunks.remainder().iter().fold(init, |a, &x| combine(a, map(x)));
     for c in chunks {
         for i in 0..16 {
-            acc[i] = if c[i] > acc[i] { c[i] } else { acc[i] };
+            acc[i] = combine(acc[i], map(c[i]));
         }
     }
-    acc.iter().fold(tail, |m, &x| if x > m { x } else { m })
+    combine(acc.iter().fold(init, |a, &x| combine(a, x)), tail)
 }
 
-/// Sixteen partial sums (one AVX-512 register) instead of one serial chain.
+/// The largest value (`f32::max` in a fold is a serial chain of
+/// compare-and-blend for NaN's sake: a fifth of attention's time on
+/// 30-token passages).
+#[inline(always)]
+fn max16(v: &[f32]) -> f32 {
+    fold16(v, f32::NEG_INFINITY, |x| x, |a, b| if b > a { b } else { a })
+}
+
+/// The sum (a serial f32 sum does not vectorise).
 #[inline(always)]
 fn sum16(v: &[f32]) -> f32 {
-    let mut acc = [0f32; 16];
-    let chunks = v.chunks_exact(16);
-    let tail: f32 = chunks.remainder().iter().sum();
-    for c in chunks {
-        for i in 0..16 {
-            acc[i] += c[i];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
+    fold16(v, 0.0, |x| x, |a, b| a + b)
 }
 
 /// One head of one window: softmax(q·kᵀ/√d)·v for each of its tokens.
