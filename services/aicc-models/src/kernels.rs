@@ -762,30 +762,39 @@ pub fn gelu(x: f32) -> f32 {
     0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
 }
 
+/// Calls `body(args…)` (an `#[inline(always)]` fn) compiled for AVX-512 or
+/// for AVX2 and FMA where this CPU takes those paths, else as it is: plain
+/// loops over slices that the compiler vectorises for whichever unit is there.
+macro_rules! on_widest_unit {
+    ($body:ident($($arg:ident: $ty:ty),*)) => {{
+        #[cfg(target_arch = "x86_64")]
+        if fast_path() {
+            #[target_feature(enable = "avx512f")]
+            unsafe fn wide($($arg: $ty),*) {
+                $body($($arg),*)
+            }
+            // SAFETY: fast_path implies AVX-512F.
+            return unsafe { wide($($arg),*) };
+        }
+        #[cfg(target_arch = "x86_64")]
+        if avx2_path() {
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn wide($($arg: $ty),*) {
+                $body($($arg),*)
+            }
+            // SAFETY: avx2_path implies AVX2 and FMA.
+            return unsafe { wide($($arg),*) };
+        }
+        $body($($arg),*)
+    }};
+}
+
 fn gelu_slice(v: &mut [f32]) {
     #[inline(always)]
     fn body(v: &mut [f32]) {
         v.iter_mut().for_each(|x| *x = gelu(*x));
     }
-    #[cfg(target_arch = "x86_64")]
-    if fast_path() {
-        #[target_feature(enable = "avx512f")]
-        unsafe fn wide(v: &mut [f32]) {
-            body(v)
-        }
-        // SAFETY: fast_path implies AVX-512F.
-        return unsafe { wide(v) };
-    }
-    #[cfg(target_arch = "x86_64")]
-    if avx2_path() {
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn wide(v: &mut [f32]) {
-            body(v)
-        }
-        // SAFETY: avx2_path implies AVX2 and FMA.
-        return unsafe { wide(v) };
-    }
-    body(v)
+    on_widest_unit!(body(v: &mut [f32]))
 }
 
 /// Layer norm of every `w.len()`-wide row of `x`, in place.
@@ -804,25 +813,7 @@ pub fn layer_norm(x: &mut [f32], w: &[f32], b: &[f32], eps: f32) {
             }
         }
     }
-    #[cfg(target_arch = "x86_64")]
-    if fast_path() {
-        #[target_feature(enable = "avx512f")]
-        unsafe fn wide(x: &mut [f32], w: &[f32], b: &[f32], eps: f32) {
-            body(x, w, b, eps)
-        }
-        // SAFETY: fast_path implies AVX-512F.
-        return unsafe { wide(x, w, b, eps) };
-    }
-    #[cfg(target_arch = "x86_64")]
-    if avx2_path() {
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn wide(x: &mut [f32], w: &[f32], b: &[f32], eps: f32) {
-            body(x, w, b, eps)
-        }
-        // SAFETY: avx2_path implies AVX2 and FMA.
-        return unsafe { wide(x, w, b, eps) };
-    }
-    body(x, w, b, eps)
+    on_widest_unit!(body(x: &mut [f32], w: &[f32], b: &[f32], eps: f32))
 }
 
 /// `x += y`, then layer norm: the residual step of a post-LN transformer.
