@@ -1191,6 +1191,8 @@ mod tests {
         assert!(PackedLinear::new(&[0.0; 48 * 4], vec![0.0; 48], 48, 4).is_err());
         assert!(PackedLinear::new(&[0.0; 32 * 4], vec![0.0; 32], 32, 4).is_ok());
         assert!(PackedLinear::new(&[0.0; 64 * 6], vec![0.0; 64], 64, 6).is_err());
+        let err = PackedLinear::with_outliers(&[0.0; 32 * 8], vec![0.0; 32], 32, 8, &[2, 8]).err().unwrap();
+        assert!(err.contains("outlier channel 8") && err.contains("8 inputs"), "{err}");
     }
 
     #[test]
