@@ -382,8 +382,9 @@ pub fn intent(args: EmbedArgs, model: &aicc_models::E5Model, head: &aicc_models:
     let mut times = Vec::with_capacity(args.queries);
     for i in 0..args.queries + messages.len() {
         let t = Instant::now();
-        let v = model.embed(messages[i % messages.len()], aicc_models::EmbedKind::Query)?;
-        let p = head.predict(&[v]);
+        let text = messages[i % messages.len()];
+        let v = model.embed(text, aicc_models::EmbedKind::Query)?;
+        let p = head.predict(&[text], &[v]);
         anyhow::ensure!(p.len() == 1, "one prediction per message");
         if i >= messages.len() {
             times.push(t.elapsed().as_micros() as u64); // the first round warms up

@@ -47,6 +47,27 @@ pub struct HeadArgs {
     /// Keep the dev-selected model instead of retraining on all rows.
     #[arg(long)]
     pub no_retrain: bool,
+    /// The lexical (n-gram) model's share of the blend, 0..1 (0 = the
+    /// embedding head alone, 1 = the lexical model alone; default 0.3).
+    #[arg(long)]
+    pub lexical_weight: Option<f32>,
+    /// `eval` only: also print (stderr) the test accuracy (argmax, no
+    /// threshold) of the head and lexical model blended with each of these
+    /// weights, e.g. `0,0.2,0.4` (needs a lexical model: a weight above 0).
+    #[arg(long, value_delimiter = ',')]
+    pub sweep_lexical: Option<Vec<f32>>,
+    /// At most this many passes for the lexical model.
+    #[arg(long)]
+    pub lexical_epochs: Option<usize>,
+    /// The lexical model's AdaGrad step.
+    #[arg(long)]
+    pub lexical_lr: Option<f32>,
+    /// Word n-grams in fewer training texts than this are dropped.
+    #[arg(long)]
+    pub word_min_df: Option<u32>,
+    /// Character n-grams likewise.
+    #[arg(long)]
+    pub char_min_df: Option<u32>,
 }
 
 impl HeadArgs {
@@ -64,6 +85,12 @@ impl HeadArgs {
         c.reject_rate = self.reject_rate.unwrap_or(c.reject_rate);
         c.seed = self.seed.unwrap_or(c.seed);
         c.retrain_on_all = !self.no_retrain;
+        c.lexical_weight = self.lexical_weight.unwrap_or(c.lexical_weight);
+        let l = &mut c.lexical_config;
+        l.epochs = self.lexical_epochs.unwrap_or(l.epochs);
+        l.lr = self.lexical_lr.unwrap_or(l.lr);
+        l.word_min_df = self.word_min_df.unwrap_or(l.word_min_df);
+        l.char_min_df = self.char_min_df.unwrap_or(l.char_min_df);
         c
     }
 }
@@ -164,6 +191,10 @@ impl Encoder {
     }
 }
 
+fn argmax(p: &[f32]) -> usize {
+    p.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(i, _)| i)
+}
+
 fn round4(v: f64) -> f64 {
     (v * 10_000.0).round() / 10_000.0
 }
@@ -175,13 +206,15 @@ fn fit(encoder: &mut Encoder, examples: &[intent::Example], head: &HeadArgs) -> 
     let x = encoder.embed(&texts, "train")?;
     let y: Vec<String> = examples.iter().map(|e| e.intent.clone()).collect();
     let cfg = head.config();
-    let model = intent::train(&x, &y, &encoder.info(), &cfg, &mut |e| match e.dev_accuracy {
+    let texts: Vec<String> = texts.iter().map(|t| t.to_string()).collect();
+    let model = intent::train(&texts, &x, &y, &encoder.info(), &cfg, &mut |e| match e.dev_accuracy {
         Some(acc) => eprintln!("{} epoch {}/{}: train loss {:.4}, dev accuracy {:.4}", e.stage, e.epoch, e.epochs, e.train_loss, acc),
         None => eprintln!("{} epoch {}/{}: train loss {:.4}", e.stage, e.epoch, e.epochs, e.train_loss),
     })?;
     let m = &model.meta;
+    let lexical = m.lexical.as_ref().map_or("no lexical model".into(), |l| format!("lexical weight {} ({} terms, {} passes)", l.weight, l.terms, l.epochs));
     eprintln!(
-        "chose {} ({} epochs), threshold {:.4} ({}); dev accuracy {:.4}",
+        "chose {} ({} epochs), {lexical}, threshold {:.4} ({}); dev accuracy {:.4}",
         m.architecture, m.epochs, m.threshold, m.threshold_rule, m.dev.accuracy
     );
     Ok((model, start.elapsed().as_secs_f64()))
@@ -208,8 +241,18 @@ pub fn eval(args: EvalArgs, model_dir: &Path) -> anyhow::Result<Value> {
     let (model, seconds) = fit(&mut encoder, &train, &args.head)?;
     let texts: Vec<&str> = test.iter().map(|e| e.text.as_str()).collect();
     let x = encoder.embed(&texts, "test")?;
-    let predicted: Vec<Option<String>> = model.try_predict(&x)?.into_iter().map(|p| p.intent).collect();
+    let predicted: Vec<Option<String>> = model.try_predict(&texts, &x)?.into_iter().map(|p| p.intent).collect();
     let gold: Vec<&str> = test.iter().map(|e| e.intent.as_str()).collect();
+    if let Some(weights) = &args.head.sweep_lexical {
+        let (head, lexical) = model.part_probabilities(&texts, &x)?;
+        let lexical = lexical.context("--sweep-lexical needs a model with a lexical part (a --lexical-weight above 0)")?;
+        let labels = model.labels();
+        for w in weights {
+            let blended = intent::model::blend(&head, &lexical, *w);
+            let right = blended.iter().zip(&gold).filter(|(p, g)| labels[argmax(p)] == **g).count();
+            eprintln!("sweep: lexical weight {w}: argmax accuracy {:.4}", right as f64 / gold.len().max(1) as f64);
+        }
+    }
     let m = intent::evaluate(&gold, &predicted);
     let mut out = json!({ "accuracy": round4(m.accuracy), "macro_f1": round4(m.macro_f1) });
     if let (Some(a), Some(r)) = (m.in_scope_accuracy, m.oos_recall) {

@@ -288,12 +288,15 @@ pub async fn warm_demo_cache(settings: &aicc_core::settings::Settings) -> anyhow
     Ok(DemoHead { model, head, dir, trained })
 }
 
-/// Keyed by the data, the encoder and the artifact format: a new build with
-/// other demo data trains anew, an unchanged one reuses the training.
+/// Keyed by the data, the encoder, the artifact format and the recipe: a new
+/// build with other demo data or training code trains anew, an unchanged one
+/// reuses the training.
 fn demo_cache_dir(model_dir: &Path, encoder: &str) -> PathBuf {
     let mut h = Sha256::new();
     h.update(encoder.as_bytes());
     h.update(intent::model::FORMAT_VERSION.to_le_bytes());
+    h.update(intent::head::RECIPE.as_bytes());
+    h.update(serde_json::to_vec(&TrainConfig::default()).unwrap_or_default());
     for (name, bytes) in DEMO_DATA {
         h.update(name.as_bytes());
         h.update(bytes);
@@ -323,7 +326,8 @@ pub fn train_demo(model: &E5Model, encoder: &str) -> anyhow::Result<IntentModel>
     tracing::info!(seconds = t.elapsed().as_secs(), "demo examples embedded");
     let labels: Vec<String> = examples.iter().map(|e| e.intent.clone()).collect();
     let info = EncoderInfo { name: encoder.into(), dim: model.dim() };
-    let head = intent::train(&vectors, &labels, &info, &TrainConfig::default(), &mut |e| {
+    let texts: Vec<String> = examples.iter().map(|e| e.text.clone()).collect();
+    let head = intent::train(&texts, &vectors, &labels, &info, &TrainConfig::default(), &mut |e| {
         tracing::info!(stage = e.stage, epoch = e.epoch, epochs = e.epochs, loss = e.train_loss, dev_accuracy = e.dev_accuracy, "intent training");
     })
     .context("training the demo intent model")?;

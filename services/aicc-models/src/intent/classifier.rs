@@ -35,7 +35,7 @@ impl IntentClassifier for Classifier {
     async fn classify(&self, text: &str) -> Result<IntentPrediction, ModelError> {
         // The head was trained on query-prefixed embeddings (meta.prefix).
         let v = self.embedder.embed(vec![text.to_string()], EmbedKind::Query).await?;
-        let mut p = self.model.try_predict(&v).map_err(|e| ModelError::Failed(e.to_string()))?;
+        let mut p = self.model.try_predict(&[text], &v).map_err(|e| ModelError::Failed(e.to_string()))?;
         p.pop().ok_or_else(|| ModelError::Failed("the embedder returned no vector".into()))
     }
 }

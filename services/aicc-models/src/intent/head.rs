@@ -20,8 +20,13 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
+use super::lexical::{self, Features, LexicalConfig, Lexicon};
 use super::metrics;
-use super::model::{decide, DevMetrics, IntentError, IntentMeta, IntentModel, FORMAT_VERSION};
+use super::model::{blend, decide, DevMetrics, IntentError, IntentMeta, IntentModel, LexicalMeta, FORMAT_VERSION};
+
+/// Names what the code below does beyond its settings (bump it when the
+/// training changes): caches of trained models are keyed by it.
+pub const RECIPE: &str = "head + lexical, geometric blend, 1";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -58,7 +63,23 @@ pub struct TrainConfig {
     #[serde(default)]
     pub min_final_epochs: usize,
     pub seed: u64,
+    /// The lexical model's (word and character n-grams, `lexical.rs`) share
+    /// of the blend: probabilities ∝ head^(1 − w) · lexical^w. 0 leaves it
+    /// out, 1 is the lexical model alone. A fixed, measured weight: a dev
+    /// split's choice was noisier than the differences it chose between, and
+    /// blind to a language with few rows (docs/intent.md).
+    #[serde(default = "lexical_weight")]
+    pub lexical_weight: f32,
+    /// The lexical model's features and optimiser (at most `epochs` passes;
+    /// the best dev pass count is kept).
+    #[serde(default)]
+    pub lexical_config: LexicalConfig,
 }
+
+fn lexical_weight() -> f32 {
+    0.3
+}
+
 
 impl Default for TrainConfig {
     fn default() -> Self {
@@ -78,6 +99,8 @@ impl Default for TrainConfig {
             retrain_on_all: true,
             min_final_epochs: 0,
             seed: 42,
+            lexical_weight: lexical_weight(),
+            lexical_config: LexicalConfig::default(),
         }
     }
 }
@@ -142,8 +165,10 @@ pub fn calibrate(probs: &[Vec<f32>], gold: &[usize], labels: &[String], oos: Opt
     candidates.sort_by(f32::total_cmp);
     candidates.dedup();
     let gold_names: Vec<&str> = gold.iter().map(|&g| labels[g].as_str()).collect();
+    // Each row decided once; a threshold only turns confident answers away.
+    let decided: Vec<_> = probs.iter().map(|p| decide(p, labels, Some(o), 0.0)).collect();
     let score = |t: f32| {
-        let pred: Vec<Option<String>> = probs.iter().map(|p| decide(p, labels, Some(o), t).intent).collect();
+        let pred: Vec<Option<String>> = decided.iter().map(|d| d.intent.clone().filter(|_| d.confidence >= t)).collect();
         let m = metrics::evaluate(&gold_names, &pred);
         m.in_scope_accuracy.unwrap_or(0.0) + m.oos_recall.unwrap_or(0.0)
     };
@@ -287,7 +312,6 @@ fn argmax(p: &[f32]) -> usize {
 
 struct Run {
     best_epoch: usize,
-    best_accuracy: f64,
     weights: HashMap<String, Tensor>,
     dev_probs: Vec<Vec<f32>>,
 }
@@ -356,14 +380,71 @@ fn fit(
         }
     }
     Ok(match best {
-        Some((best_accuracy, _, best_epoch, weights, dev_probs)) => Run { best_epoch, best_accuracy, weights, dev_probs },
-        None => Run { best_epoch: epochs, best_accuracy: 0.0, weights: net.snapshot()?, dev_probs: vec![] },
+        Some((_, _, best_epoch, weights, dev_probs)) => Run { best_epoch, weights, dev_probs },
+        None => Run { best_epoch: epochs, weights: net.snapshot()?, dev_probs: vec![] },
     })
 }
 
-/// Trains an intent head on `embeddings` (one per example, `encoder.dim`
-/// long, in the order of `intents`). `oos` labels mark out-of-scope rows.
+/// A candidate's dev figures: the threshold calibrated on `probs`, the
+/// metrics with it, and the score candidates are compared by (in-scope
+/// accuracy + oos recall with oos rows; plain argmax accuracy without).
+fn dev_score(probs: &[Vec<f32>], gold: &[usize], labels: &[String], oos: Option<usize>, reject_rate: f64, gold_names: &[&str]) -> (f64, f32, String, metrics::Metrics) {
+    let (threshold, rule) = calibrate(probs, gold, labels, oos, reject_rate);
+    let pred: Vec<Option<String>> = probs.iter().map(|p| decide(p, labels, oos, threshold).intent).collect();
+    let m = metrics::evaluate(gold_names, &pred);
+    let score = match (m.in_scope_accuracy, m.oos_recall) {
+        (Some(a), Some(r)) => a + r,
+        _ => probs.iter().zip(gold).filter(|(p, g)| argmax(p) == **g).count() as f64 / gold.len().max(1) as f64,
+    };
+    (score, threshold, rule, m)
+}
+
+/// Trains the lexical model on `train_rows` with early stopping on
+/// `dev_rows`; returns the best pass count and that pass's dev probabilities
+/// (`None` when the training texts have no terms).
+#[allow(clippy::too_many_arguments)]
+fn fit_lexical_on_dev(
+    texts: &[String],
+    y: &[usize],
+    train_rows: &[usize],
+    dev_rows: &[usize],
+    classes: usize,
+    cfg: &LexicalConfig,
+    patience: usize,
+    rng: &mut StdRng,
+    progress: &mut dyn FnMut(&Epoch),
+) -> Option<(usize, Vec<Vec<f32>>)> {
+    let train_text: Vec<&str> = train_rows.iter().map(|&r| texts[r].as_str()).collect();
+    let lexicon = Lexicon::build(&train_text, cfg.word_min_df, cfg.char_min_df);
+    if lexicon.is_empty() {
+        return None;
+    }
+    let xt: Vec<Features> = train_text.iter().map(|t| lexicon.features(t)).collect();
+    let xd: Vec<Features> = dev_rows.iter().map(|&r| lexicon.features(&texts[r])).collect();
+    let yt: Vec<usize> = train_rows.iter().map(|&r| y[r]).collect();
+    let yd: Vec<usize> = dev_rows.iter().map(|&r| y[r]).collect();
+    let mut best: Option<(f64, usize, Vec<Vec<f32>>)> = None;
+    let mut since_best = 0;
+    lexical::fit(lexicon, &xt, &yt, classes, cfg, rng, &mut |epoch, loss, m| {
+        let probs: Vec<Vec<f32>> = xd.iter().map(|x| lexical::softmax(m.logits_of(x))).collect();
+        let acc = probs.iter().zip(&yd).filter(|(p, g)| argmax(p) == **g).count() as f64 / yd.len().max(1) as f64;
+        progress(&Epoch { stage: "lexical", epoch, epochs: cfg.epochs, train_loss: loss, dev_accuracy: Some(acc) });
+        if best.as_ref().is_none_or(|b| acc > b.0) {
+            best = Some((acc, epoch, probs));
+            since_best = 0;
+        } else {
+            since_best += 1;
+        }
+        since_best < patience.max(1)
+    });
+    best.map(|b| (b.1, b.2))
+}
+
+/// Trains an intent model on `texts` and their `embeddings` (one per example,
+/// `encoder.dim` long, in the order of `intents`). `oos` labels mark
+/// out-of-scope rows.
 pub fn train(
+    texts: &[String],
     embeddings: &[Vec<f32>],
     intents: &[String],
     encoder: &EncoderInfo,
@@ -371,14 +452,17 @@ pub fn train(
     progress: &mut dyn FnMut(&Epoch),
 ) -> Result<IntentModel, IntentError> {
     let d = encoder.dim;
-    if embeddings.len() != intents.len() {
-        return Err(IntentError::Invalid(format!("{} embeddings for {} labels", embeddings.len(), intents.len())));
+    if embeddings.len() != intents.len() || texts.len() != intents.len() {
+        return Err(IntentError::Invalid(format!("{} texts and {} embeddings for {} labels", texts.len(), embeddings.len(), intents.len())));
     }
     if let Some(bad) = embeddings.iter().find(|e| e.len() != d) {
         return Err(IntentError::Invalid(format!("an embedding has {} values; the encoder's dim is {d}", bad.len())));
     }
     if cfg.architectures.is_empty() {
         return Err(IntentError::Invalid("no architecture to train".into()));
+    }
+    if !(0.0..=1.0).contains(&cfg.lexical_weight) {
+        return Err(IntentError::Invalid(format!("the lexical weight must be between 0 and 1, not {}", cfg.lexical_weight)));
     }
     let labels: Vec<String> = intents.iter().cloned().collect::<BTreeSet<_>>().into_iter().collect();
     if labels.len() < 2 {
@@ -397,37 +481,61 @@ pub fn train(
     let dev_data = Data::new(embeddings, &y, &dev_rows, &mean, &std)?;
     let dev_gold: Vec<&str> = dev_rows.iter().map(|&r| labels[y[r]].as_str()).collect();
 
+    let dev_score = |probs: &[Vec<f32>]| dev_score(probs, &dev_data.y_host, &labels, oos, cfg.reject_rate, &dev_gold);
+
     // Each candidate: dev-selected weights, then its calibrated dev score.
-    let mut chosen: Option<(f64, Arch, Run, f32, String, metrics::Metrics)> = None;
+    let mut chosen: Option<(f64, Arch, Run)> = None;
     for &arch in &cfg.architectures {
         let stage = if arch == Arch::Mlp { "mlp" } else { "linear" };
         let run = fit(arch, cfg, labels.len(), &train_data, Some(&dev_data), 0, &mut rng, stage, progress)?;
-        let (threshold, rule) = calibrate(&run.dev_probs, &dev_data.y_host, &labels, oos, cfg.reject_rate);
-        let pred: Vec<Option<String>> = run.dev_probs.iter().map(|p| decide(p, &labels, oos, threshold).intent).collect();
-        let m = metrics::evaluate(&dev_gold, &pred);
-        // With oos: the calibrated balance; without: plain dev accuracy (argmax).
-        let score = match (m.in_scope_accuracy, m.oos_recall) {
-            (Some(a), Some(r)) => a + r,
-            _ => run.best_accuracy,
-        };
+        let (score, ..) = dev_score(&run.dev_probs);
         if chosen.as_ref().is_none_or(|c| score > c.0) {
-            chosen = Some((score, arch, run, threshold, rule, m));
+            chosen = Some((score, arch, run));
         }
     }
-    let Some((_, arch, run, threshold, rule, dev_m)) = chosen else {
+    let Some((_, arch, run)) = chosen else {
         return Err(IntentError::Invalid("no architecture to train".into()));
     };
 
-    let (weights, mean, std, epochs, n_train) = if cfg.retrain_on_all {
+    // The lexical model on the same split (its pass count chosen on dev),
+    // blended in before the threshold is calibrated on dev.
+    let mut dev_probs = run.dev_probs.clone();
+    // Its own RNG: the head's retraining below draws the same numbers with or without it.
+    let mut lex_rng = StdRng::seed_from_u64(cfg.seed.wrapping_add(2));
+    let mut lexical_plan: Option<(f32, usize)> = None;
+    if cfg.lexical_weight > 0.0 {
+        let lex_cfg = LexicalConfig { epochs: cfg.lexical_config.epochs.max(1), ..cfg.lexical_config };
+        // Texts with no words at all give no vocabulary and no lexical model.
+        if let Some((lex_epochs, lex_probs)) = fit_lexical_on_dev(texts, &y, &train_rows, &dev_rows, labels.len(), &lex_cfg, cfg.patience, &mut lex_rng, progress) {
+            dev_probs = blend(&run.dev_probs, &lex_probs, cfg.lexical_weight);
+            lexical_plan = Some((cfg.lexical_weight, lex_epochs));
+        }
+    }
+    let (_, threshold, rule, dev_m) = dev_score(&dev_probs);
+
+    let (weights, mean, std, epochs, n_train, final_rows) = if cfg.retrain_on_all {
         let all: Vec<usize> = (0..y.len()).collect();
         let (mean, std) = standardisation(embeddings, &all, d);
         let all_data = Data::new(embeddings, &y, &all, &mean, &std)?;
         let epochs = run.best_epoch.max(cfg.min_final_epochs).min(cfg.epochs.max(1));
         let again = fit(arch, cfg, labels.len(), &all_data, None, epochs, &mut rng, "final", progress)?;
-        (again.weights, mean, std, epochs, y.len())
+        (again.weights, mean, std, epochs, y.len(), all)
     } else {
-        (run.weights, mean, std, run.best_epoch, train_rows.len())
+        (run.weights, mean, std, run.best_epoch, train_rows.len(), train_rows.clone())
     };
+    // The lexical model for keeps: on the same rows as the head, for its best dev pass count.
+    let lexical = lexical_plan.map(|(w, lex_epochs)| {
+        let lex_cfg = LexicalConfig { epochs: lex_epochs, ..cfg.lexical_config };
+        let rows_text: Vec<&str> = final_rows.iter().map(|&r| texts[r].as_str()).collect();
+        let lexicon = Lexicon::build(&rows_text, lex_cfg.word_min_df, lex_cfg.char_min_df);
+        let x: Vec<Features> = rows_text.iter().map(|t| lexicon.features(t)).collect();
+        let yr: Vec<usize> = final_rows.iter().map(|&r| y[r]).collect();
+        let model = lexical::fit(lexicon, &x, &yr, labels.len(), &lex_cfg, &mut lex_rng, &mut |epoch, loss, _| {
+            progress(&Epoch { stage: "lexical final", epoch, epochs: lex_epochs, train_loss: loss, dev_accuracy: None });
+            true
+        });
+        (model, w, lex_epochs)
+    });
     let mut tensors = weights;
     tensors.insert("norm.mean".into(), Tensor::from_vec(mean, d, &Device::Cpu)?);
     tensors.insert("norm.std".into(), Tensor::from_vec(std, d, &Device::Cpu)?);
@@ -452,6 +560,10 @@ pub fn train(
             n: dev_m.n,
         },
         config: serde_json::to_value(cfg).unwrap_or_default(),
+        lexical: lexical.as_ref().map(|(m, weight, epochs)| LexicalMeta { weight: *weight, terms: m.lexicon.len(), epochs: *epochs }),
     };
+    if let Some((m, ..)) = &lexical {
+        tensors.extend(m.tensors()?);
+    }
     IntentModel::new(meta, tensors, "the trained head")
 }

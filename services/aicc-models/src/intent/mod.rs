@@ -7,6 +7,7 @@
 pub mod classifier;
 pub mod data;
 pub mod head;
+pub mod lexical;
 pub mod metrics;
 pub mod model;
 pub mod trainer;
@@ -15,7 +16,7 @@ pub use classifier::Classifier;
 pub use data::{DataError, Example, Problem, Rules};
 pub use head::{calibrate, stratified_split, train, Arch, EncoderInfo, Epoch, TrainConfig};
 pub use metrics::{evaluate, Metrics};
-pub use model::{DevMetrics, IntentError, IntentMeta, IntentModel};
+pub use model::{DevMetrics, IntentError, IntentMeta, IntentModel, LexicalMeta};
 pub use trainer::Trainer;
 
 #[cfg(test)]
@@ -56,6 +57,16 @@ mod tests {
         (x, y)
     }
 
+    /// One empty text per vector: no vocabulary, so no lexical model, and
+    /// these tests see the head alone.
+    fn blank_texts(x: &[Vec<f32>]) -> Vec<String> {
+        vec![String::new(); x.len()]
+    }
+
+    fn blank(n: usize) -> Vec<&'static str> {
+        vec![""; n]
+    }
+
     fn small() -> TrainConfig {
         TrainConfig { hidden: 32, epochs: 25, patience: 5, batch_size: 16, lr: 3e-3, ..TrainConfig::default() }
     }
@@ -70,13 +81,14 @@ mod tests {
         let cs = centres(5, &mut rng);
         let (x, y) = clusters(&cs, 40, 0.5, &mut rng);
         let mut lines = vec![];
-        let m = train(&x, &y, &enc(), &small(), &mut |e| lines.push((e.stage.to_string(), e.epoch, e.train_loss, e.dev_accuracy))).unwrap();
+        let m = train(&blank_texts(&x), &x, &y, &enc(), &small(), &mut |e| lines.push((e.stage.to_string(), e.epoch, e.train_loss, e.dev_accuracy))).unwrap();
         assert!(lines.iter().any(|l| l.0 == "mlp") && lines.iter().any(|l| l.0 == "linear") && lines.iter().any(|l| l.0 == "final"));
         assert!(lines.iter().filter(|l| l.0 != "final").all(|l| l.3.is_some()));
         assert_eq!(m.meta.n_train, 200);
+        assert!(m.meta.lexical.is_none(), "empty texts give no vocabulary");
         assert_eq!(m.meta.labels, ["c0", "c1", "c2", "c3", "c4"]);
         let (tx, ty) = clusters(&cs, 20, 0.5, &mut rng);
-        let preds = m.predict(&tx);
+        let preds = m.predict(&blank(tx.len()), &tx);
         let got: Vec<Option<String>> = preds.iter().map(|p| p.intent.clone()).collect();
         let metrics = evaluate(&ty, &got);
         assert!(metrics.accuracy > 0.9, "{metrics:?}");
@@ -93,11 +105,11 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(4);
         let cs = centres(3, &mut rng);
         let (x, y) = clusters(&cs, 30, 0.4, &mut rng);
-        let m = train(&x, &y, &enc(), &small(), &mut |_| {}).unwrap();
+        let m = train(&blank_texts(&x), &x, &y, &enc(), &small(), &mut |_| {}).unwrap();
         let (meta, weights) = m.to_parts().unwrap();
         let back = IntentModel::from_parts(meta.clone(), &weights, "test-encoder", DIM, "store").unwrap();
         assert_eq!(back.meta, m.meta);
-        assert_eq!(back.predict(&x[..5]), m.predict(&x[..5]));
+        assert_eq!(back.predict(&blank(5), &x[..5]), m.predict(&blank(5), &x[..5]));
         let err = IntentModel::from_parts(meta.clone(), &weights, "multilingual-e5-small", DIM, "store").err().unwrap();
         assert!(matches!(err, IntentError::Mismatch { .. }), "{err}");
         let err = IntentModel::from_parts(meta, &weights[..weights.len() / 2], "test-encoder", DIM, "store").err().unwrap();
@@ -114,16 +126,16 @@ mod tests {
             x.push(unit((0..DIM).map(|_| rng.gen_range(-1.0..1.0)).collect()));
             y.push("oos".into());
         }
-        let m = train(&x, &y, &enc(), &small(), &mut |_| {}).unwrap();
+        let m = train(&blank_texts(&x), &x, &y, &enc(), &small(), &mut |_| {}).unwrap();
         assert!(m.meta.labels.contains(&"oos".to_string()));
         assert!(m.meta.dev.oos_recall.is_some());
         let (tx, ty) = clusters(&cs, 10, 0.3, &mut rng);
-        let p = m.predict(&tx);
+        let p = m.predict(&blank(tx.len()), &tx);
         assert!(p.iter().zip(&ty).filter(|(p, g)| p.intent.as_deref() == Some(g.as_str())).count() >= 36);
         // `oos` is never a ranked intent.
         assert!(p.iter().all(|p| p.ranked.iter().all(|(l, _)| l != "oos")));
         let far: Vec<Vec<f32>> = (0..20).map(|_| unit((0..DIM).map(|_| rng.gen_range(-1.0..1.0)).collect())).collect();
-        let rejected = m.predict(&far).iter().filter(|p| p.out_of_scope && p.intent.is_none()).count();
+        let rejected = m.predict(&blank(far.len()), &far).iter().filter(|p| p.out_of_scope && p.intent.is_none()).count();
         assert!(rejected >= 10, "{rejected} of 20 random points rejected");
     }
 
@@ -162,9 +174,9 @@ mod tests {
         let cs = centres(3, &mut rng);
         let (x, y) = clusters(&cs, 20, 0.5, &mut rng);
         let cfg = TrainConfig { architectures: vec![Arch::Mlp], ..small() };
-        let a = train(&x, &y, &enc(), &cfg, &mut |_| {}).unwrap();
-        let b = train(&x, &y, &enc(), &cfg, &mut |_| {}).unwrap();
-        assert_eq!(a.probabilities(&x).unwrap(), b.probabilities(&x).unwrap());
+        let a = train(&blank_texts(&x), &x, &y, &enc(), &cfg, &mut |_| {}).unwrap();
+        let b = train(&blank_texts(&x), &x, &y, &enc(), &cfg, &mut |_| {}).unwrap();
+        assert_eq!(a.probabilities(&blank(x.len()), &x).unwrap(), b.probabilities(&blank(x.len()), &x).unwrap());
         assert_eq!(a.meta.threshold, b.meta.threshold);
 
         let root = std::env::temp_dir().join(format!("aicc-intent-test-{}", std::process::id()));
@@ -177,12 +189,12 @@ mod tests {
         assert_eq!(names, ["model"]);
         let loaded = IntentModel::load(&dir, "test-encoder", DIM).unwrap();
         assert_eq!(loaded.meta, a.meta);
-        assert_eq!(loaded.predict(&x), a.predict(&x));
+        assert_eq!(loaded.predict(&blank(x.len()), &x), a.predict(&blank(x.len()), &x));
         assert!(matches!(IntentModel::load(&dir, "other", DIM), Err(IntentError::Mismatch { .. })));
         assert!(matches!(IntentModel::load(&dir, "test-encoder", DIM + 1), Err(IntentError::Mismatch { .. })));
         // A wrong-length vector is rejected, never guessed at.
-        assert!(a.try_predict(&[vec![0.0; DIM - 1]]).is_err());
-        assert!(a.predict(&[vec![0.0; DIM - 1]])[0].out_of_scope);
+        assert!(a.try_predict(&[""], &[vec![0.0; DIM - 1]]).is_err());
+        assert!(a.predict(&[""], &[vec![0.0; DIM - 1]])[0].out_of_scope);
         // A failed save leaves nothing behind (the parent is a file).
         std::fs::write(root.join("file"), b"x").unwrap();
         assert!(a.save(&root.join("file").join("model")).is_err());
@@ -216,12 +228,63 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(4);
         let cs = centres(3, &mut rng);
         let (x, y) = clusters(&cs, 20, 0.3, &mut rng);
-        let m = train(&x, &y, &enc(), &small(), &mut |_| {}).unwrap();
+        let m = train(&blank_texts(&x), &x, &y, &enc(), &small(), &mut |_| {}).unwrap();
         let c = Classifier::new(Arc::new(Fake(cs.clone())), m).unwrap();
         let p = c.classify("c2").await.unwrap();
         assert_eq!(p.intent.as_deref(), Some("c2"));
         assert!(!p.out_of_scope);
-        let m = train(&x, &y, &EncoderInfo { name: "other".into(), dim: DIM }, &small(), &mut |_| {}).unwrap();
+        let m = train(&blank_texts(&x), &x, &y, &EncoderInfo { name: "other".into(), dim: DIM }, &small(), &mut |_| {}).unwrap();
         assert!(Classifier::new(Arc::new(Fake(cs)), m).is_err());
+    }
+
+    /// Vectors that cannot separate two of three classes, texts whose words
+    /// can: the blend with the lexical model tells them apart, and it
+    /// survives a save and load.
+    #[test]
+    fn lexical_model_is_blended_when_the_words_decide() {
+        let mut rng = StdRng::seed_from_u64(5);
+        let cs = centres(3, &mut rng);
+        // c1 and c2 share a centre: only their texts tell them apart.
+        let shared = [cs[0].clone(), cs[1].clone(), cs[1].clone()];
+        let (x, y) = clusters(&shared, 40, 0.3, &mut rng);
+        let words = [["balance", "account", "statement"], ["refund", "money back", "returned"], ["card", "lost card", "stolen card"]];
+        let texts: Vec<String> = y
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                let c: usize = l[1..].parse().unwrap();
+                format!("please help with my {} number {}", words[c][i % 3], i % 7)
+            })
+            .collect();
+        let mut stages = vec![];
+        let m = train(&texts, &x, &y, &enc(), &small(), &mut |e| stages.push(e.stage.to_string())).unwrap();
+        let lex = m.meta.lexical.clone().expect("the lexical model is blended in");
+        assert!(lex.weight > 0.0 && lex.terms > 10, "{lex:?}");
+        assert!(stages.iter().any(|s| s == "lexical") && stages.iter().any(|s| s == "lexical final"));
+        let probe = ["a refund please", "my card was stolen", "account statement"];
+        let v = [cs[1].clone(), cs[1].clone(), cs[0].clone()];
+        let got: Vec<Option<String>> = m.predict(&probe, &v).into_iter().map(|p| p.intent).collect();
+        assert_eq!(got, [Some("c1".into()), Some("c2".into()), Some("c0".into())]);
+        // The head alone cannot split c1 from c2.
+        let head_only = train(&texts, &x, &y, &enc(), &TrainConfig { lexical_weight: 0.0, ..small() }, &mut |_| {}).unwrap();
+        assert!(head_only.meta.lexical.is_none());
+        assert!(head_only.meta.dev.accuracy < m.meta.dev.accuracy, "{} vs {}", head_only.meta.dev.accuracy, m.meta.dev.accuracy);
+        let err = train(&texts, &x, &y, &enc(), &TrainConfig { lexical_weight: 1.5, ..small() }, &mut |_| {}).err().unwrap();
+        assert!(err.to_string().contains("lexical weight"), "{err}");
+
+        let dir = std::env::temp_dir().join(format!("aicc-intent-lexical-{}", std::process::id()));
+        m.save(&dir).unwrap();
+        let back = IntentModel::load(&dir, "test-encoder", DIM).unwrap();
+        assert_eq!(back.meta, m.meta);
+        assert_eq!(back.probabilities(&probe, &v).unwrap(), m.probabilities(&probe, &v).unwrap());
+        let (meta, weights) = m.to_parts().unwrap();
+        let parts = IntentModel::from_parts(meta.clone(), &weights, "test-encoder", DIM, "store").unwrap();
+        assert_eq!(parts.predict(&probe, &v), m.predict(&probe, &v));
+        // Metadata that promises another vocabulary size is refused.
+        let mut bad = meta;
+        bad["lexical"]["terms"] = (lex.terms + 1).into();
+        let err = IntentModel::from_parts(bad, &weights, "test-encoder", DIM, "store").err().unwrap();
+        assert!(err.to_string().contains("lex."), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

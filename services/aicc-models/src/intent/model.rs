@@ -1,7 +1,8 @@
 //! The trained intent head as an artifact: a directory with `head.safetensors`
 //! (input standardisation + layers) and `intent.json` (labels, threshold,
-//! which encoder produced the inputs, dev figures). Loading is a few hundred
-//! KB of tensors, no training code involved.
+//! which encoder produced the inputs, dev figures), with the lexical model's
+//! vocabulary and weights beside the head's when it has one (~10 MB for
+//! BANKING77). Loading involves no training code.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -10,7 +11,10 @@ use aicc_core::{IntentPrediction, OUT_OF_SCOPE};
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-pub const FORMAT_VERSION: u32 = 1;
+use super::lexical::LexicalModel;
+
+/// 2 added the optional lexical model; 1 (a head alone) still loads.
+pub const FORMAT_VERSION: u32 = 2;
 pub const HEAD_FILE: &str = "head.safetensors";
 pub const META_FILE: &str = "intent.json";
 /// How many intents a prediction ranks.
@@ -65,6 +69,20 @@ pub struct IntentMeta {
     pub dev: DevMetrics,
     /// The training settings, for the record.
     pub config: serde_json::Value,
+    /// The lexical model blended with the head, when dev chose one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lexical: Option<LexicalMeta>,
+}
+
+/// `intent.json`'s account of the lexical model (`lexical.rs`); its tensors
+/// are `lex.*` in the same safetensors file.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LexicalMeta {
+    /// Probabilities are `∝ head^(1 − weight) · lexical^weight`.
+    pub weight: f32,
+    /// Vocabulary size (word and character n-grams).
+    pub terms: usize,
+    pub epochs: usize,
 }
 
 pub struct IntentModel {
@@ -73,6 +91,7 @@ pub struct IntentModel {
     std: Tensor,
     /// (weight [out, in], bias [out]); ReLU between layers.
     layers: Vec<(Tensor, Tensor)>,
+    lexical: Option<LexicalModel>,
     oos: Option<usize>,
 }
 
@@ -113,8 +132,13 @@ impl IntentModel {
         if c < 2 {
             return Err(bad("fewer than two labels".into()));
         }
+        let lexical = match &meta.lexical {
+            Some(lex) if (0.0..=1.0).contains(&lex.weight) => Some(LexicalModel::from_tensors(&mut tensors, lex.terms, c).map_err(bad)?),
+            Some(lex) => return Err(bad(format!("lexical weight {} is outside 0..1", lex.weight))),
+            None => None,
+        };
         let oos = meta.labels.iter().position(|l| l == OUT_OF_SCOPE);
-        Ok(Self { meta, mean, std, layers, oos })
+        Ok(Self { meta, mean, std, layers, lexical, oos })
     }
 
     /// Loads `dir`, refusing a head trained on another encoder's vectors.
@@ -136,7 +160,7 @@ impl IntentModel {
     /// safetensors bytes of the head.
     pub fn to_parts(&self) -> Result<(serde_json::Value, Vec<u8>), IntentError> {
         let meta = serde_json::to_value(&self.meta).map_err(|e| IntentError::Invalid(e.to_string()))?;
-        let bytes = safetensors::serialize(self.tensors(), None).map_err(|e| IntentError::Invalid(e.to_string()))?;
+        let bytes = safetensors::serialize(self.tensors()?, None).map_err(|e| IntentError::Invalid(e.to_string()))?;
         Ok((meta, bytes))
     }
 
@@ -151,7 +175,7 @@ impl IntentModel {
     }
 
     fn check(meta: &IntentMeta, encoder: &str, dim: usize, what: &str) -> Result<(), IntentError> {
-        if meta.format_version != FORMAT_VERSION {
+        if !(1..=FORMAT_VERSION).contains(&meta.format_version) {
             return Err(IntentError::Format(what.to_string(), format!("format version {} (this build reads {FORMAT_VERSION})", meta.format_version)));
         }
         if meta.encoder != encoder || meta.dim != dim {
@@ -163,14 +187,17 @@ impl IntentModel {
         Ok(())
     }
 
-    fn tensors(&self) -> HashMap<String, Tensor> {
+    fn tensors(&self) -> Result<HashMap<String, Tensor>, IntentError> {
         let mut out = HashMap::from([("norm.mean".to_string(), self.mean.clone()), ("norm.std".to_string(), self.std.clone())]);
         let names = layer_names(&self.meta.architecture).unwrap_or(&[]);
         for (name, (w, b)) in names.iter().zip(&self.layers) {
             out.insert(format!("{name}.weight"), w.clone());
             out.insert(format!("{name}.bias"), b.clone());
         }
-        out
+        if let Some(lex) = &self.lexical {
+            out.extend(lex.tensors()?);
+        }
+        Ok(out)
     }
 
     /// Writes the artifact to `dir` atomically: everything goes into a temp
@@ -186,7 +213,7 @@ impl IntentModel {
         let tmp = sibling("tmp");
         let write = || -> Result<(), IntentError> {
             std::fs::create_dir(&tmp).map_err(io(&tmp))?;
-            candle_core::safetensors::save(&self.tensors(), tmp.join(HEAD_FILE))?;
+            candle_core::safetensors::save(&self.tensors()?, tmp.join(HEAD_FILE))?;
             let json = serde_json::to_string_pretty(&self.meta).map_err(|e| IntentError::Invalid(e.to_string()))?;
             std::fs::write(tmp.join(META_FILE), json + "\n").map_err(io(&tmp))?;
             // A directory cannot be renamed over a non-empty one: move the old one aside first.
@@ -217,37 +244,69 @@ impl IntentModel {
         &self.meta.labels
     }
 
-    /// Class probabilities, one row per input.
-    pub fn probabilities(&self, embeddings: &[Vec<f32>]) -> Result<Vec<Vec<f32>>, IntentError> {
+    /// Class probabilities, one row per text (`embeddings` are the texts'
+    /// query embeddings, in the same order).
+    pub fn probabilities(&self, texts: &[&str], embeddings: &[Vec<f32>]) -> Result<Vec<Vec<f32>>, IntentError> {
         let d = self.meta.dim;
         if let Some(bad) = embeddings.iter().find(|e| e.len() != d) {
             return Err(IntentError::Invalid(format!("an embedding has {} values; the model reads {d}", bad.len())));
         }
-        if embeddings.is_empty() {
-            return Ok(vec![]);
+        if texts.len() != embeddings.len() {
+            return Err(IntentError::Invalid(format!("{} texts for {} embeddings", texts.len(), embeddings.len())));
         }
-        let flat: Vec<f32> = embeddings.iter().flatten().copied().collect();
-        let x = Tensor::from_vec(flat, (embeddings.len(), d), &Device::Cpu)?;
-        let logits = forward(&x.broadcast_sub(&self.mean)?.broadcast_div(&self.std)?, &self.layers)?;
-        Ok(candle_nn::ops::softmax_last_dim(&logits)?.to_vec2::<f32>()?)
+        let (head, lexical) = self.part_probabilities(texts, embeddings)?;
+        Ok(match (lexical, &self.meta.lexical) {
+            (Some(lexical), Some(meta)) => blend(&head, &lexical, meta.weight),
+            _ => head,
+        })
     }
 
-    /// Ranked intents and the out-of-scope decision for each embedding.
-    pub fn try_predict(&self, embeddings: &[Vec<f32>]) -> Result<Vec<IntentPrediction>, IntentError> {
-        Ok(self.probabilities(embeddings)?.iter().map(|p| decide(p, &self.meta.labels, self.oos, self.meta.threshold)).collect())
+    /// The head's and the lexical model's probabilities apart, before the
+    /// blend (`probabilities` is what predictions use); callers check lengths.
+    pub fn part_probabilities(&self, texts: &[&str], embeddings: &[Vec<f32>]) -> Result<(Vec<Vec<f32>>, Option<Vec<Vec<f32>>>), IntentError> {
+        if embeddings.is_empty() {
+            return Ok((vec![], self.lexical.as_ref().map(|_| vec![])));
+        }
+        let flat: Vec<f32> = embeddings.iter().flatten().copied().collect();
+        let x = Tensor::from_vec(flat, (embeddings.len(), self.meta.dim), &Device::Cpu)?;
+        let logits = forward(&x.broadcast_sub(&self.mean)?.broadcast_div(&self.std)?, &self.layers)?;
+        let head = candle_nn::ops::softmax_last_dim(&logits)?.to_vec2::<f32>()?;
+        let lexical = self.lexical.as_ref().map(|lex| texts.iter().map(|t| lex.probabilities(t)).collect());
+        Ok((head, lexical))
+    }
+
+    /// Ranked intents and the out-of-scope decision for each text.
+    pub fn try_predict(&self, texts: &[&str], embeddings: &[Vec<f32>]) -> Result<Vec<IntentPrediction>, IntentError> {
+        Ok(self.probabilities(texts, embeddings)?.iter().map(|p| decide(p, &self.meta.labels, self.oos, self.meta.threshold)).collect())
     }
 
     /// As `try_predict`; a vector of the wrong length is rejected as out of
     /// scope (confidence 0) rather than guessed at.
-    pub fn predict(&self, embeddings: &[Vec<f32>]) -> Vec<IntentPrediction> {
+    pub fn predict(&self, texts: &[&str], embeddings: &[Vec<f32>]) -> Vec<IntentPrediction> {
         embeddings
             .iter()
-            .map(|e| match self.try_predict(std::slice::from_ref(e)) {
+            .enumerate()
+            .map(|(i, e)| match self.try_predict(&[texts.get(i).copied().unwrap_or("")], std::slice::from_ref(e)) {
                 Ok(mut p) if e.len() == self.meta.dim => p.pop().unwrap_or_else(rejected),
                 _ => rejected(),
             })
             .collect()
     }
+}
+
+/// A weighted geometric mean, renormalised, row by row: `p ∝ head^(1 − w) ·
+/// lexical^w`. Measured against the arithmetic mean on BANKING77, it gave
+/// 0.3–0.5 points more: a class both models find likely beats one that only
+/// one model is sure of.
+pub fn blend(head: &[Vec<f32>], lexical: &[Vec<f32>], weight: f32) -> Vec<Vec<f32>> {
+    const FLOOR: f32 = 1e-12;
+    head.iter()
+        .zip(lexical)
+        .map(|(h, l)| {
+            let logits: Vec<f32> = h.iter().zip(l).map(|(h, l)| (1.0 - weight) * h.max(FLOOR).ln() + weight * l.max(FLOOR).ln()).collect();
+            super::lexical::softmax(logits)
+        })
+        .collect()
 }
 
 fn rejected() -> IntentPrediction {

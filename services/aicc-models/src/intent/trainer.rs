@@ -90,6 +90,7 @@ impl IntentTrainer for Trainer {
             progress(EMBED_SHARE * vectors.len() as f64 / n as f64);
         }
         let labels: Vec<String> = examples.iter().map(|e| e.intent.clone()).collect();
+        let texts: Vec<String> = examples.iter().map(|e| e.text.clone()).collect();
         let info = EncoderInfo { name: self.embedder.name().to_string(), dim: self.embedder.dim() };
         let cfg = config_for(&self.config, n);
         let (p, encoder) = (progress.clone(), info.clone());
@@ -99,11 +100,17 @@ impl IntentTrainer for Trainer {
             // rows) is an equal slice of the training share; epochs fill it.
             let mut stages: Vec<&'static str> =
                 cfg.architectures.iter().map(|a| if *a == super::Arch::Mlp { "mlp" } else { "linear" }).collect();
+            if cfg.lexical_weight > 0.0 {
+                stages.push("lexical");
+            }
             if cfg.retrain_on_all {
                 stages.push("final");
             }
+            if cfg.lexical_weight > 0.0 {
+                stages.push("lexical final");
+            }
             let best = Mutex::new(EMBED_SHARE);
-            train(&vectors, &labels, &encoder, &cfg, &mut |e| {
+            train(&texts, &vectors, &labels, &encoder, &cfg, &mut |e| {
                 let i = stages.iter().position(|s| *s == e.stage).unwrap_or(0);
                 let within = e.epoch as f64 / e.epochs.max(1) as f64;
                 let f = EMBED_SHARE + (1.0 - EMBED_SHARE) * 0.98 * (i as f64 + within.min(1.0)) / stages.len().max(1) as f64;
