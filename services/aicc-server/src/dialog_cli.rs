@@ -72,6 +72,8 @@ fn default_data_dir(settings: &Settings) -> PathBuf {
     for (_, bytes) in crate::models::DEMO_DATA {
         h.update(bytes);
     }
+    // Its Store keeps the intent model trained at its first start: new training code needs a new dir.
+    h.update(aicc_models::intent::head::recipe_fingerprint());
     // The demo tenant keeps the settings it was created with: new defaults need a new dir.
     h.update(serde_json::to_vec(&aicc_core::settings::TenantSettings::default()).unwrap_or_default());
     let key: String = h.finalize().iter().take(6).map(|b| format!("{b:02x}")).collect();

@@ -294,9 +294,7 @@ pub async fn warm_demo_cache(settings: &aicc_core::settings::Settings) -> anyhow
 fn demo_cache_dir(model_dir: &Path, encoder: &str) -> PathBuf {
     let mut h = Sha256::new();
     h.update(encoder.as_bytes());
-    h.update(intent::model::FORMAT_VERSION.to_le_bytes());
-    h.update(intent::head::RECIPE.as_bytes());
-    h.update(serde_json::to_vec(&TrainConfig::default()).unwrap_or_default());
+    h.update(intent::head::recipe_fingerprint());
     for (name, bytes) in DEMO_DATA {
         h.update(name.as_bytes());
         h.update(bytes);

@@ -28,6 +28,15 @@ use super::model::{blend, decide, DevMetrics, IntentError, IntentMeta, IntentMod
 /// training changes): caches of trained models are keyed by it.
 pub const RECIPE: &str = "head + lexical, geometric blend, 1";
 
+/// What decides a model trained on the same data with the defaults: the
+/// recipe, the artifact format and the default settings. Caches of trained
+/// models hash it in, so that new training code trains anew.
+pub fn recipe_fingerprint() -> Vec<u8> {
+    let mut out = format!("{RECIPE}\n{FORMAT_VERSION}\n").into_bytes();
+    out.extend(serde_json::to_vec(&TrainConfig::default()).unwrap_or_default());
+    out
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Arch {
