@@ -191,10 +191,6 @@ impl Encoder {
     }
 }
 
-fn argmax(p: &[f32]) -> usize {
-    p.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(i, _)| i)
-}
-
 fn round4(v: f64) -> f64 {
     (v * 10_000.0).round() / 10_000.0
 }
@@ -249,7 +245,7 @@ pub fn eval(args: EvalArgs, model_dir: &Path) -> anyhow::Result<Value> {
         let labels = model.labels();
         for w in weights {
             let blended = intent::model::blend(&head, &lexical, *w);
-            let right = blended.iter().zip(&gold).filter(|(p, g)| labels[argmax(p)] == **g).count();
+            let right = blended.iter().zip(&gold).filter(|(p, g)| labels[intent::head::argmax(p)] == **g).count();
             eprintln!("sweep: lexical weight {w}: argmax accuracy {:.4}", right as f64 / gold.len().max(1) as f64);
         }
     }

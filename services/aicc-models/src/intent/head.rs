@@ -1,14 +1,16 @@
-//! Training the intent head on precomputed sentence embeddings.
+//! Training the intent model: a head on precomputed sentence embeddings,
+//! blended with the lexical model of `lexical.rs` on the texts.
 //!
 //! Inputs are standardised per dimension (E5 vectors sit in a narrow cone, so
 //! raw coordinates differ by tiny amounts), then an MLP (dim → hidden →
 //! classes, ReLU, dropout, label smoothing, AdamW with decoupled weight decay,
 //! cosine learning-rate decay) and plain softmax regression are each trained
 //! on a stratified split with early stopping on the held-out dev part; the one
-//! that scores better on dev is kept, its out-of-scope threshold is calibrated
-//! on dev, and it is retrained on all rows for its best epoch count.
-//! Everything random comes from one seeded RNG: the same data and settings
-//! give the same model.
+//! that scores better on dev is kept, the lexical model is trained on the same
+//! split and blended in, the out-of-scope threshold is calibrated on dev, and
+//! both are retrained on all rows for their best epoch counts. Everything
+//! random comes from seeded RNGs: the same data and settings give the same
+//! model.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -88,7 +90,6 @@ pub struct TrainConfig {
 fn lexical_weight() -> f32 {
     0.3
 }
-
 
 impl Default for TrainConfig {
     fn default() -> Self {
@@ -315,7 +316,8 @@ fn probabilities(net: &Net, x: &Tensor) -> candle_core::Result<Vec<Vec<f32>>> {
     candle_nn::ops::softmax_last_dim(&net.forward(x, None)?)?.to_vec2::<f32>()
 }
 
-fn argmax(p: &[f32]) -> usize {
+/// The most probable class (the first of equals).
+pub fn argmax(p: &[f32]) -> usize {
     p.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1).then(b.0.cmp(&a.0))).map_or(0, |(i, _)| i)
 }
 
@@ -511,13 +513,13 @@ pub fn train(
     let mut dev_probs = run.dev_probs.clone();
     // Its own RNG: the head's retraining below draws the same numbers with or without it.
     let mut lex_rng = StdRng::seed_from_u64(cfg.seed.wrapping_add(2));
-    let mut lexical_plan: Option<(f32, usize)> = None;
+    let mut lexical_passes: Option<usize> = None;
     if cfg.lexical_weight > 0.0 {
         let lex_cfg = LexicalConfig { epochs: cfg.lexical_config.epochs.max(1), ..cfg.lexical_config };
         // Texts with no words at all give no vocabulary and no lexical model.
         if let Some((lex_epochs, lex_probs)) = fit_lexical_on_dev(texts, &y, &train_rows, &dev_rows, labels.len(), &lex_cfg, cfg.patience, &mut lex_rng, progress) {
             dev_probs = blend(&run.dev_probs, &lex_probs, cfg.lexical_weight);
-            lexical_plan = Some((cfg.lexical_weight, lex_epochs));
+            lexical_passes = Some(lex_epochs);
         }
     }
     let (_, threshold, rule, dev_m) = dev_score(&dev_probs);
@@ -533,7 +535,7 @@ pub fn train(
         (run.weights, mean, std, run.best_epoch, train_rows.len(), train_rows.clone())
     };
     // The lexical model for keeps: on the same rows as the head, for its best dev pass count.
-    let lexical = lexical_plan.map(|(w, lex_epochs)| {
+    let lexical = lexical_passes.map(|lex_epochs| {
         let lex_cfg = LexicalConfig { epochs: lex_epochs, ..cfg.lexical_config };
         let rows_text: Vec<&str> = final_rows.iter().map(|&r| texts[r].as_str()).collect();
         let lexicon = Lexicon::build(&rows_text, lex_cfg.word_min_df, lex_cfg.char_min_df);
@@ -543,7 +545,7 @@ pub fn train(
             progress(&Epoch { stage: "lexical final", epoch, epochs: lex_epochs, train_loss: loss, dev_accuracy: None });
             true
         });
-        (model, w, lex_epochs)
+        (model, cfg.lexical_weight, lex_epochs)
     });
     let mut tensors = weights;
     tensors.insert("norm.mean".into(), Tensor::from_vec(mean, d, &Device::Cpu)?);

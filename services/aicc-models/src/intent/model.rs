@@ -69,7 +69,8 @@ pub struct IntentMeta {
     pub dev: DevMetrics,
     /// The training settings, for the record.
     pub config: serde_json::Value,
-    /// The lexical model blended with the head, when dev chose one.
+    /// The lexical model blended with the head, when it has one (a weight
+    /// above 0 and texts with words in them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lexical: Option<LexicalMeta>,
 }
@@ -295,9 +296,10 @@ impl IntentModel {
 }
 
 /// A weighted geometric mean, renormalised, row by row: `p ∝ head^(1 − w) ·
-/// lexical^w`. Measured against the arithmetic mean on BANKING77, it gave
-/// 0.3–0.5 points more: a class both models find likely beats one that only
-/// one model is sure of.
+/// lexical^w`. Against the arithmetic mean in a scikit-learn probe on
+/// BANKING77 (the same features, an MLP head) it gave 0–0.6 points more at
+/// weights 0.2–0.6 (0.5 at 0.3): a class both models find likely beats one
+/// that only one model is sure of.
 pub fn blend(head: &[Vec<f32>], lexical: &[Vec<f32>], weight: f32) -> Vec<Vec<f32>> {
     const FLOOR: f32 = 1e-12;
     head.iter()
