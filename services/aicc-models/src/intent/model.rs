@@ -17,6 +17,8 @@ use super::lexical::LexicalModel;
 pub const FORMAT_VERSION: u32 = 2;
 pub const HEAD_FILE: &str = "head.safetensors";
 pub const META_FILE: &str = "intent.json";
+/// Class probabilities, one row per text.
+pub type Probs = Vec<Vec<f32>>;
 /// How many intents a prediction ranks.
 pub const TOP_K: usize = 5;
 
@@ -264,7 +266,7 @@ impl IntentModel {
 
     /// The head's and the lexical model's probabilities apart, before the
     /// blend (`probabilities` is what predictions use); callers check lengths.
-    pub fn part_probabilities(&self, texts: &[&str], embeddings: &[Vec<f32>]) -> Result<(Vec<Vec<f32>>, Option<Vec<Vec<f32>>>), IntentError> {
+    pub fn part_probabilities(&self, texts: &[&str], embeddings: &[Vec<f32>]) -> Result<(Probs, Option<Probs>), IntentError> {
         if embeddings.is_empty() {
             return Ok((vec![], self.lexical.as_ref().map(|_| vec![])));
         }
