@@ -156,7 +156,9 @@ impl Default for LexicalConfig {
     fn default() -> Self {
         // Tuned on a dev split of BANKING77 (docs/intent.md): larger steps
         // overfit within two passes, smaller ones need more than 20.
-        Self { word_min_df: 1, char_min_df: 2, epochs: 20, lr: 0.05 }
+        // Words seen once: 37% of the vocabulary and no measured accuracy
+        // (BANKING77 0.9422 with them, 0.9432 without; Korean 0.7957, 0.7926).
+        Self { word_min_df: 2, char_min_df: 2, epochs: 20, lr: 0.05 }
     }
 }
 
