@@ -1,7 +1,7 @@
 //! The trained intent head as an artifact: a directory with `head.safetensors`
 //! (input standardisation + layers) and `intent.json` (labels, threshold,
 //! which encoder produced the inputs, dev figures), with the lexical model's
-//! vocabulary and weights beside the head's when it has one (~10 MB for
+//! vocabulary and weights beside the head's when it has one (~6 MB for
 //! BANKING77). Loading involves no training code.
 
 use std::collections::HashMap;
