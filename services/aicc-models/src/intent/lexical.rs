@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 /// n-gram lengths of the character features (within one word, padded with spaces).
 const CHAR_GRAMS: std::ops::RangeInclusive<usize> = 2..=5;
 /// Separates vocabulary entries in the stored `lex.vocab` tensor; never part of a feature.
-const SEP: u8 = b'\n';
+const SEP: &str = "\n";
 
 /// A sparse, L2-normalised feature vector: (feature index, value).
 pub type Features = Vec<(u32, f32)>;
@@ -114,7 +114,7 @@ impl Lexicon {
 
     /// Terms joined by newlines, for the `lex.vocab` tensor.
     pub fn to_bytes(&self) -> Vec<u8> {
-        self.terms.join(std::str::from_utf8(&[SEP]).unwrap_or("\n")).into_bytes()
+        self.terms.join(SEP).into_bytes()
     }
 
     pub fn idf(&self) -> &[f32] {
@@ -123,7 +123,7 @@ impl Lexicon {
 
     pub fn from_bytes(bytes: &[u8], idf: Vec<f32>) -> Result<Self, String> {
         let text = std::str::from_utf8(bytes).map_err(|e| format!("lex.vocab is not UTF-8: {e}"))?;
-        let terms: Vec<String> = if text.is_empty() { vec![] } else { text.split(SEP as char).map(str::to_string).collect() };
+        let terms: Vec<String> = if text.is_empty() { vec![] } else { text.split(SEP).map(str::to_string).collect() };
         if terms.len() != idf.len() {
             return Err(format!("lex.vocab has {} terms for {} IDF weights", terms.len(), idf.len()));
         }
