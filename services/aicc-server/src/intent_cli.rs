@@ -197,11 +197,13 @@ fn round4(v: f64) -> f64 {
 
 /// Embeds and trains; returns the model and the seconds both took.
 fn fit(encoder: &mut Encoder, examples: &[intent::Example], head: &HeadArgs) -> anyhow::Result<(intent::IntentModel, f64)> {
+    // Bad settings fail before the minutes of embedding.
+    let cfg = head.config();
+    cfg.check()?;
     let start = Instant::now();
     let texts: Vec<&str> = examples.iter().map(|e| e.text.as_str()).collect();
     let x = encoder.embed(&texts, "train")?;
     let y: Vec<String> = examples.iter().map(|e| e.intent.clone()).collect();
-    let cfg = head.config();
     let texts: Vec<String> = texts.iter().map(|t| t.to_string()).collect();
     let model = intent::train(&texts, &x, &y, &encoder.info(), &cfg, &mut |e| match e.dev_accuracy {
         Some(acc) => eprintln!("{} epoch {}/{}: train loss {:.4}, dev accuracy {:.4}", e.stage, e.epoch, e.epochs, e.train_loss, acc),
@@ -233,6 +235,12 @@ pub fn eval(args: EvalArgs, model_dir: &Path) -> anyhow::Result<Value> {
     // Both files are checked before the slow part starts.
     let train = intent::data::load(&args.train, Rules::TRAIN)?;
     let test = intent::data::load(&args.test, Rules::TEST)?;
+    if let Some(weights) = &args.head.sweep_lexical {
+        anyhow::ensure!(args.head.config().lexical_weight > 0.0, "--sweep-lexical needs a lexical model: a --lexical-weight above 0");
+        if let Some(w) = weights.iter().find(|w| !(0.0..=1.0).contains(*w)) {
+            anyhow::bail!("--sweep-lexical weights must be between 0 and 1, not {w}");
+        }
+    }
     let mut encoder = Encoder::open(model_dir, !args.head.no_cache)?;
     let (model, seconds) = fit(&mut encoder, &train, &args.head)?;
     let texts: Vec<&str> = test.iter().map(|e| e.text.as_str()).collect();

@@ -91,6 +91,20 @@ fn lexical_weight() -> f32 {
     0.3
 }
 
+impl TrainConfig {
+    /// Settings no training can run with; `train` calls it, and callers
+    /// with slow work before training (embedding) can call it first.
+    pub fn check(&self) -> Result<(), IntentError> {
+        if self.architectures.is_empty() {
+            return Err(IntentError::Invalid("no architecture to train".into()));
+        }
+        if !(0.0..=1.0).contains(&self.lexical_weight) {
+            return Err(IntentError::Invalid(format!("the lexical weight must be between 0 and 1, not {}", self.lexical_weight)));
+        }
+        Ok(())
+    }
+}
+
 impl Default for TrainConfig {
     fn default() -> Self {
         Self {
@@ -316,6 +330,11 @@ fn probabilities(net: &Net, x: &Tensor) -> candle_core::Result<Vec<Vec<f32>>> {
     candle_nn::ops::softmax_last_dim(&net.forward(x, None)?)?.to_vec2::<f32>()
 }
 
+/// The share of rows whose most probable class is the gold one.
+pub fn accuracy(probs: &[Vec<f32>], gold: &[usize]) -> f64 {
+    probs.iter().zip(gold).filter(|(p, g)| argmax(p) == **g).count() as f64 / gold.len().max(1) as f64
+}
+
 /// The most probable class (the first of equals).
 pub fn argmax(p: &[f32]) -> usize {
     p.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1).then(b.0.cmp(&a.0))).map_or(0, |(i, _)| i)
@@ -375,8 +394,7 @@ fn fit(
             continue;
         };
         let probs = probabilities(&net, &dev.x)?;
-        let right = probs.iter().zip(&dev.y_host).filter(|(p, g)| argmax(p) == **g).count();
-        let acc = right as f64 / dev.y_host.len().max(1) as f64;
+        let acc = accuracy(&probs, &dev.y_host);
         let dev_loss = probs.iter().zip(&dev.y_host).map(|(p, &g)| -(p[g].max(1e-12) as f64).ln()).sum::<f64>() / dev.y_host.len().max(1) as f64;
         progress(&Epoch { stage, epoch, epochs, train_loss, dev_accuracy: Some(acc) });
         let better = best.as_ref().is_none_or(|(a, l, ..)| acc > *a || (acc == *a && dev_loss < *l));
@@ -405,9 +423,17 @@ fn dev_score(probs: &[Vec<f32>], gold: &[usize], labels: &[String], oos: Option<
     let m = metrics::evaluate(gold_names, &pred);
     let score = match (m.in_scope_accuracy, m.oos_recall) {
         (Some(a), Some(r)) => a + r,
-        _ => probs.iter().zip(gold).filter(|(p, g)| argmax(p) == **g).count() as f64 / gold.len().max(1) as f64,
+        _ => accuracy(probs, gold),
     };
     (score, threshold, rule, m)
+}
+
+/// The vocabulary of `rows`' texts, their feature vectors and labels.
+fn lexical_rows(texts: &[String], y: &[usize], rows: &[usize], cfg: &LexicalConfig) -> (Lexicon, Vec<Features>, Vec<usize>) {
+    let row_texts: Vec<&str> = rows.iter().map(|&r| texts[r].as_str()).collect();
+    let lexicon = Lexicon::build(&row_texts, cfg.word_min_df, cfg.char_min_df);
+    let x = row_texts.iter().map(|t| lexicon.features(t)).collect();
+    (lexicon, x, rows.iter().map(|&r| y[r]).collect())
 }
 
 /// Trains the lexical model on `train_rows` with early stopping on
@@ -425,20 +451,17 @@ fn fit_lexical_on_dev(
     rng: &mut StdRng,
     progress: &mut dyn FnMut(&Epoch),
 ) -> Option<(usize, Vec<Vec<f32>>)> {
-    let train_text: Vec<&str> = train_rows.iter().map(|&r| texts[r].as_str()).collect();
-    let lexicon = Lexicon::build(&train_text, cfg.word_min_df, cfg.char_min_df);
+    let (lexicon, xt, yt) = lexical_rows(texts, y, train_rows, cfg);
     if lexicon.is_empty() {
         return None;
     }
-    let xt: Vec<Features> = train_text.iter().map(|t| lexicon.features(t)).collect();
     let xd: Vec<Features> = dev_rows.iter().map(|&r| lexicon.features(&texts[r])).collect();
-    let yt: Vec<usize> = train_rows.iter().map(|&r| y[r]).collect();
     let yd: Vec<usize> = dev_rows.iter().map(|&r| y[r]).collect();
     let mut best: Option<(f64, usize, Vec<Vec<f32>>)> = None;
     let mut since_best = 0;
     lexical::fit(lexicon, &xt, &yt, classes, cfg, rng, &mut |epoch, loss, m| {
         let probs: Vec<Vec<f32>> = xd.iter().map(|x| lexical::softmax(m.logits_of(x))).collect();
-        let acc = probs.iter().zip(&yd).filter(|(p, g)| argmax(p) == **g).count() as f64 / yd.len().max(1) as f64;
+        let acc = accuracy(&probs, &yd);
         progress(&Epoch { stage: "lexical", epoch, epochs: cfg.epochs, train_loss: loss, dev_accuracy: Some(acc) });
         if best.as_ref().is_none_or(|b| acc > b.0) {
             best = Some((acc, epoch, probs));
@@ -469,12 +492,7 @@ pub fn train(
     if let Some(bad) = embeddings.iter().find(|e| e.len() != d) {
         return Err(IntentError::Invalid(format!("an embedding has {} values; the encoder's dim is {d}", bad.len())));
     }
-    if cfg.architectures.is_empty() {
-        return Err(IntentError::Invalid("no architecture to train".into()));
-    }
-    if !(0.0..=1.0).contains(&cfg.lexical_weight) {
-        return Err(IntentError::Invalid(format!("the lexical weight must be between 0 and 1, not {}", cfg.lexical_weight)));
-    }
+    cfg.check()?;
     let labels: Vec<String> = intents.iter().cloned().collect::<BTreeSet<_>>().into_iter().collect();
     if labels.len() < 2 {
         return Err(IntentError::Invalid("at least two intents are needed".into()));
@@ -537,10 +555,7 @@ pub fn train(
     // The lexical model for keeps: on the same rows as the head, for its best dev pass count.
     let lexical = lexical_passes.map(|lex_epochs| {
         let lex_cfg = LexicalConfig { epochs: lex_epochs, ..cfg.lexical_config };
-        let rows_text: Vec<&str> = final_rows.iter().map(|&r| texts[r].as_str()).collect();
-        let lexicon = Lexicon::build(&rows_text, lex_cfg.word_min_df, lex_cfg.char_min_df);
-        let x: Vec<Features> = rows_text.iter().map(|t| lexicon.features(t)).collect();
-        let yr: Vec<usize> = final_rows.iter().map(|&r| y[r]).collect();
+        let (lexicon, x, yr) = lexical_rows(texts, &y, &final_rows, &lex_cfg);
         let model = lexical::fit(lexicon, &x, &yr, labels.len(), &lex_cfg, &mut lex_rng, &mut |epoch, loss, _| {
             progress(&Epoch { stage: "lexical final", epoch, epochs: lex_epochs, train_loss: loss, dev_accuracy: None });
             true
