@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use aicc_core::OUT_OF_SCOPE;
 use aicc_models::intent::{self, data::Rules, Arch, EncoderInfo, TrainConfig};
 use aicc_models::{E5Model, EmbedCache, EmbedKind};
 use anyhow::Context;
@@ -42,6 +43,11 @@ pub struct HeadArgs {
     /// Without oos training rows: the share of in-scope dev rows the threshold rejects.
     #[arg(long)]
     pub reject_rate: Option<f64>,
+    /// With oos training rows: calibrate the threshold as the lowest whose
+    /// dev oos recall reaches this share (e.g. 0.8), instead of maximising
+    /// in-scope accuracy + oos recall.
+    #[arg(long)]
+    pub oos_recall: Option<f64>,
     #[arg(long)]
     pub seed: Option<u64>,
     /// Keep the dev-selected model instead of retraining on all rows.
@@ -56,6 +62,11 @@ pub struct HeadArgs {
     /// weights, e.g. `0,0.2,0.4` (needs a lexical model: a weight above 0).
     #[arg(long, value_delimiter = ',')]
     pub sweep_lexical: Option<Vec<f32>>,
+    /// `eval` only: also print (stderr) the test in-scope accuracy and oos
+    /// recall at each of these thresholds, e.g. `0.05,0.1,0.2`: the
+    /// trade-off a threshold chosen on dev picks a point of.
+    #[arg(long, value_delimiter = ',')]
+    pub sweep_threshold: Option<Vec<f32>>,
     /// At most this many passes for the lexical model.
     #[arg(long)]
     pub lexical_epochs: Option<usize>,
@@ -83,6 +94,7 @@ impl HeadArgs {
         c.weight_decay = self.weight_decay.unwrap_or(c.weight_decay);
         c.label_smoothing = self.label_smoothing.unwrap_or(c.label_smoothing);
         c.reject_rate = self.reject_rate.unwrap_or(c.reject_rate);
+        c.oos_recall_target = self.oos_recall.or(c.oos_recall_target);
         c.seed = self.seed.unwrap_or(c.seed);
         c.retrain_on_all = !self.no_retrain;
         c.lexical_weight = self.lexical_weight.unwrap_or(c.lexical_weight);
@@ -254,7 +266,41 @@ pub fn eval(args: EvalArgs, model_dir: &Path) -> anyhow::Result<Value> {
         for w in weights {
             let blended = intent::model::blend(&head, &lexical, *w);
             let right = blended.iter().zip(&gold).filter(|(p, g)| labels[intent::head::argmax(p)] == **g).count();
-            eprintln!("sweep: lexical weight {w}: argmax accuracy {:.4}", right as f64 / gold.len().max(1) as f64);
+            // The in-scope ceiling: in-scope rows, best in-scope class, never out of scope.
+            let in_scope: Vec<(&Vec<f32>, &&str)> = blended.iter().zip(&gold).filter(|(_, g)| **g != OUT_OF_SCOPE).collect();
+            let best_in_scope = |p: &[f32]| (0..p.len()).filter(|&i| labels[i] != OUT_OF_SCOPE).max_by(|&a, &b| p[a].total_cmp(&p[b]));
+            let ceiling = in_scope.iter().filter(|(p, g)| best_in_scope(p).is_some_and(|i| labels[i] == ***g)).count();
+            eprintln!(
+                "sweep: lexical weight {w}: argmax accuracy {:.4}, in-scope rows never rejected {:.4}",
+                right as f64 / gold.len().max(1) as f64,
+                ceiling as f64 / in_scope.len().max(1) as f64
+            );
+        }
+    }
+    if let Some(thresholds) = &args.head.sweep_threshold {
+        // Out of scope as the model decides it (the oos class wins, or the
+        // best in-scope probability is under the threshold), per threshold.
+        let probs = model.probabilities(&texts, &x)?;
+        let labels = model.labels();
+        let oos = labels.iter().position(|l| l == OUT_OF_SCOPE);
+        for &t in thresholds {
+            let (mut in_scope, mut right, mut out, mut caught) = (0usize, 0usize, 0usize, 0usize);
+            for (p, g) in probs.iter().zip(&gold) {
+                let best = (0..p.len()).filter(|&i| Some(i) != oos).max_by(|&a, &b| p[a].total_cmp(&p[b])).unwrap_or(0);
+                let rejected = p[best] < t || oos.is_some_and(|o| p[o] > p[best]);
+                if *g == OUT_OF_SCOPE {
+                    out += 1;
+                    caught += rejected as usize;
+                } else {
+                    in_scope += 1;
+                    right += (!rejected && labels[best] == *g) as usize;
+                }
+            }
+            eprintln!(
+                "sweep: threshold {t}: in-scope accuracy {:.4}, oos recall {}",
+                right as f64 / in_scope.max(1) as f64,
+                if out == 0 { "–".to_string() } else { format!("{:.4}", caught as f64 / out as f64) }
+            );
         }
     }
     let m = intent::evaluate(&gold, &predicted);

@@ -67,6 +67,15 @@ pub struct TrainConfig {
     /// Without `oos` training rows: the share of in-scope dev rows the
     /// threshold rejects (the least confident ones).
     pub reject_rate: f64,
+    /// With oos training rows: the threshold is the lowest whose dev oos
+    /// recall reaches this share (the most in-scope messages answered for
+    /// that recall) instead of the one maximising in-scope accuracy + oos
+    /// recall, which, with few oos dev rows, trades many in-scope answers
+    /// for one more oos row. Falls back to that rule when unreachable.
+    /// (Left out of the serialised settings when unset: caches of trained
+    /// models are keyed by them, and unset trains as before.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oos_recall_target: Option<f64>,
     pub retrain_on_all: bool,
     /// The retraining on all rows runs at least this many epochs. A dev split
     /// of one or two rows per intent often peaks at epoch 1 by luck; the
@@ -98,6 +107,9 @@ impl TrainConfig {
         if self.architectures.is_empty() {
             return Err(IntentError::Invalid("no architecture to train".into()));
         }
+        if self.oos_recall_target.is_some_and(|r| !(0.0..=1.0).contains(&r)) {
+            return Err(IntentError::Invalid(format!("the oos recall target must be between 0 and 1, not {:?}", self.oos_recall_target)));
+        }
         if !(0.0..=1.0).contains(&self.lexical_weight) {
             return Err(IntentError::Invalid(format!("the lexical weight must be between 0 and 1, not {}", self.lexical_weight)));
         }
@@ -120,6 +132,7 @@ impl Default for TrainConfig {
             label_smoothing: 0.1,
             dev_fraction: 0.1,
             reject_rate: 0.01,
+            oos_recall_target: None,
             retrain_on_all: true,
             min_final_epochs: 0,
             seed: 42,
@@ -173,7 +186,7 @@ pub fn stratified_split(labels: &[usize], fraction: f64, seed: u64) -> (Vec<usiz
 /// recall on dev (the middle of the best range, to sit away from single dev
 /// rows). Without: the `reject_rate` quantile of the best in-scope
 /// probability, so that share of in-scope dev rows would be rejected.
-pub fn calibrate(probs: &[Vec<f32>], gold: &[usize], labels: &[String], oos: Option<usize>, reject_rate: f64) -> (f32, String) {
+pub fn calibrate(probs: &[Vec<f32>], gold: &[usize], labels: &[String], oos: Option<usize>, reject_rate: f64, oos_recall_target: Option<f64>) -> (f32, String) {
     let best_in_scope = |p: &Vec<f32>| p.iter().enumerate().filter(|(i, _)| Some(*i) != oos).map(|(_, v)| *v).fold(0f32, f32::max);
     let Some(o) = oos.filter(|o| gold.contains(o)) else {
         let mut conf: Vec<f32> = probs.iter().zip(gold).filter(|(_, g)| Some(**g) != oos).map(|(p, _)| best_in_scope(p)).collect();
@@ -196,6 +209,18 @@ pub fn calibrate(probs: &[Vec<f32>], gold: &[usize], labels: &[String], oos: Opt
         let m = metrics::evaluate(&gold_names, &pred);
         m.in_scope_accuracy.unwrap_or(0.0) + m.oos_recall.unwrap_or(0.0)
     };
+    if let Some(target) = oos_recall_target {
+        // Rejecting only turns answers away: in-scope accuracy falls and oos
+        // recall rises with the threshold, so the lowest threshold that
+        // reaches the target recall answers the most in-scope messages.
+        let recall = |t: f32| {
+            let pred: Vec<Option<String>> = decided.iter().map(|d| d.intent.clone().filter(|_| d.confidence >= t)).collect();
+            metrics::evaluate(&gold_names, &pred).oos_recall.unwrap_or(0.0)
+        };
+        if let Some(&t) = candidates.iter().find(|&&t| recall(t) >= target) {
+            return (t, format!("the lowest that rejects {:.0}% of the oos dev rows", target * 100.0));
+        }
+    }
     let scores: Vec<f64> = candidates.iter().map(|&t| score(t)).collect();
     let best = scores.iter().copied().fold(f64::MIN, f64::max);
     let first = scores.iter().position(|s| *s >= best - 1e-12).unwrap_or(0);
@@ -417,8 +442,8 @@ fn fit(
 /// A candidate's dev figures: the threshold calibrated on `probs`, the
 /// metrics with it, and the score candidates are compared by (in-scope
 /// accuracy + oos recall with oos rows; plain argmax accuracy without).
-fn dev_score(probs: &[Vec<f32>], gold: &[usize], labels: &[String], oos: Option<usize>, reject_rate: f64, gold_names: &[&str]) -> (f64, f32, String, metrics::Metrics) {
-    let (threshold, rule) = calibrate(probs, gold, labels, oos, reject_rate);
+fn dev_score(probs: &[Vec<f32>], gold: &[usize], labels: &[String], oos: Option<usize>, cfg: &TrainConfig, gold_names: &[&str]) -> (f64, f32, String, metrics::Metrics) {
+    let (threshold, rule) = calibrate(probs, gold, labels, oos, cfg.reject_rate, cfg.oos_recall_target);
     let pred: Vec<Option<String>> = probs.iter().map(|p| decide(p, labels, oos, threshold).intent).collect();
     let m = metrics::evaluate(gold_names, &pred);
     let score = match (m.in_scope_accuracy, m.oos_recall) {
@@ -510,7 +535,7 @@ pub fn train(
     let dev_data = Data::new(embeddings, &y, &dev_rows, &mean, &std)?;
     let dev_gold: Vec<&str> = dev_rows.iter().map(|&r| labels[y[r]].as_str()).collect();
 
-    let dev_score = |probs: &[Vec<f32>]| dev_score(probs, &dev_data.y_host, &labels, oos, cfg.reject_rate, &dev_gold);
+    let dev_score = |probs: &[Vec<f32>]| dev_score(probs, &dev_data.y_host, &labels, oos, cfg, &dev_gold);
 
     // Each candidate: dev-selected weights, then its calibrated dev score.
     let mut chosen: Option<(f64, Arch, Run)> = None;

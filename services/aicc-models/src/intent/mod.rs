@@ -145,14 +145,27 @@ mod tests {
         // In-scope rows confident, oos rows unsure: a threshold between them.
         let probs = vec![vec![0.9, 0.05, 0.05], vec![0.1, 0.8, 0.1], vec![0.5, 0.3, 0.2], vec![0.4, 0.35, 0.25]];
         let gold = [0, 1, 2, 2];
-        let (t, _) = calibrate(&probs, &gold, &labels, Some(2), 0.01);
+        let (t, _) = calibrate(&probs, &gold, &labels, Some(2), 0.01, None);
         assert!(t > 0.5 && t <= 0.8, "{t}");
         // Without oos: reject the least confident 25%.
         let conf: Vec<Vec<f32>> = [0.9f32, 0.8, 0.7, 0.6].iter().map(|c| vec![*c, 1.0 - c]).collect();
-        let (t, rule) = calibrate(&conf, &[0, 0, 0, 0], &labels[..2], None, 0.25);
+        let (t, rule) = calibrate(&conf, &[0, 0, 0, 0], &labels[..2], None, 0.25, None);
         assert_eq!(t, 0.7, "{rule}");
-        let (t, _) = calibrate(&conf, &[0, 0, 0, 0], &labels[..2], None, 0.0);
+        let (t, _) = calibrate(&conf, &[0, 0, 0, 0], &labels[..2], None, 0.0, None);
         assert_eq!(t, 0.0);
+        // A recall target: the lowest threshold whose oos recall reaches it.
+        let probs = vec![
+            vec![0.9, 0.05, 0.05],
+            vec![0.1, 0.8, 0.1],
+            vec![0.45, 0.3, 0.25],
+            vec![0.5, 0.3, 0.2],
+            vec![0.4, 0.35, 0.25],
+        ];
+        let gold = [0, 1, 0, 2, 2];
+        let (t, rule) = calibrate(&probs, &gold, &labels, Some(2), 0.01, Some(0.5));
+        assert_eq!(t, 0.45, "{rule}");
+        assert!(rule.contains("50%"), "{rule}");
+        assert_eq!(calibrate(&probs, &gold, &labels, Some(2), 0.01, Some(1.0)).0, 0.8);
     }
 
     #[test]
