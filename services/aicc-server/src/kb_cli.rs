@@ -107,6 +107,18 @@ pub struct EvalArgs {
     /// What of an article is embedded: `question+answer` (default) or `question`.
     #[arg(long, default_value = "question+answer")]
     passage: String,
+    /// The seed of `--holdout`'s shuffle: tune on one split, report another.
+    #[arg(long, default_value_t = 42)]
+    holdout_seed: u64,
+    /// The adapter's training settings (experiments; defaults as the server trains).
+    #[arg(long, hide = true)]
+    question_repeat: Option<usize>,
+    #[arg(long, hide = true)]
+    adapter_temperature: Option<f32>,
+    #[arg(long, hide = true)]
+    adapter_lr: Option<f64>,
+    #[arg(long, hide = true)]
+    adapter_weight_decay: Option<f64>,
 }
 
 /// A labelled message: the intent classifier's example type, read by its
@@ -219,7 +231,7 @@ pub async fn eval(args: EvalArgs, settings: &Settings) -> anyhow::Result<Value> 
     };
     if let Some(f) = args.holdout {
         anyhow::ensure!(f > 0.0 && f < 1.0, "--holdout must be between 0 and 1");
-        shuffle(&mut queries, 42);
+        shuffle(&mut queries, args.holdout_seed);
         let keep = ((queries.len() as f64) * f).round() as usize;
         training.extend(queries.drain(keep..));
     }
@@ -272,7 +284,15 @@ pub async fn eval(args: EvalArgs, settings: &Settings) -> anyhow::Result<Value> 
     // The articles' own questions too, as the server trains (KnowledgeBase::train_adapter).
     let questions = cache.article_questions(embedder.as_ref(), &index.articles, &|_, _| {}).await?;
     let t = Instant::now();
-    let trained = adapter::train(embedder.name(), &articles, &messages, &questions, &TrainConfig::default(), |epoch, loss, r1| {
+    let defaults = TrainConfig::default();
+    let cfg = TrainConfig {
+        question_repeat: args.question_repeat.unwrap_or(defaults.question_repeat),
+        temperature: args.adapter_temperature.unwrap_or(defaults.temperature),
+        lr: args.adapter_lr.unwrap_or(defaults.lr),
+        weight_decay: args.adapter_weight_decay.unwrap_or(defaults.weight_decay),
+        ..defaults
+    };
+    let trained = adapter::train(embedder.name(), &articles, &messages, &questions, &cfg, |epoch, loss, r1| {
         eprintln!("adapter epoch {epoch}: loss {loss:.4}, held-out recall@1 {r1:.4}");
     })?;
     out["train_seconds"] = round(t.elapsed().as_secs_f64()).into();
