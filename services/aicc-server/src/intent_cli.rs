@@ -267,9 +267,9 @@ pub fn eval(args: EvalArgs, model_dir: &Path) -> anyhow::Result<Value> {
             let blended = intent::model::blend(&head, &lexical, *w);
             let right = blended.iter().zip(&gold).filter(|(p, g)| labels[intent::head::argmax(p)] == **g).count();
             // The in-scope ceiling: in-scope rows, best in-scope class, never out of scope.
+            let oos = labels.iter().position(|l| l == OUT_OF_SCOPE);
             let in_scope: Vec<(&Vec<f32>, &&str)> = blended.iter().zip(&gold).filter(|(_, g)| **g != OUT_OF_SCOPE).collect();
-            let best_in_scope = |p: &[f32]| (0..p.len()).filter(|&i| labels[i] != OUT_OF_SCOPE).max_by(|&a, &b| p[a].total_cmp(&p[b]));
-            let ceiling = in_scope.iter().filter(|(p, g)| best_in_scope(p).is_some_and(|i| labels[i] == ***g)).count();
+            let ceiling = in_scope.iter().filter(|(p, g)| intent::model::decide(p, labels, oos, 0.0).ranked.first().is_some_and(|(l, _)| l == **g)).count();
             eprintln!(
                 "sweep: lexical weight {w}: argmax accuracy {:.4}, in-scope rows never rejected {:.4}",
                 right as f64 / gold.len().max(1) as f64,
@@ -278,29 +278,16 @@ pub fn eval(args: EvalArgs, model_dir: &Path) -> anyhow::Result<Value> {
         }
     }
     if let Some(thresholds) = &args.head.sweep_threshold {
-        // Out of scope as the model decides it (the oos class wins, or the
-        // best in-scope probability is under the threshold), per threshold.
+        // Decided as the model decides (the oos class wins, or the best
+        // in-scope probability is under the threshold), per threshold.
         let probs = model.probabilities(&texts, &x)?;
         let labels = model.labels();
         let oos = labels.iter().position(|l| l == OUT_OF_SCOPE);
         for &t in thresholds {
-            let (mut in_scope, mut right, mut out, mut caught) = (0usize, 0usize, 0usize, 0usize);
-            for (p, g) in probs.iter().zip(&gold) {
-                let best = (0..p.len()).filter(|&i| Some(i) != oos).max_by(|&a, &b| p[a].total_cmp(&p[b])).unwrap_or(0);
-                let rejected = p[best] < t || oos.is_some_and(|o| p[o] > p[best]);
-                if *g == OUT_OF_SCOPE {
-                    out += 1;
-                    caught += rejected as usize;
-                } else {
-                    in_scope += 1;
-                    right += (!rejected && labels[best] == *g) as usize;
-                }
-            }
-            eprintln!(
-                "sweep: threshold {t}: in-scope accuracy {:.4}, oos recall {}",
-                right as f64 / in_scope.max(1) as f64,
-                if out == 0 { "–".to_string() } else { format!("{:.4}", caught as f64 / out as f64) }
-            );
+            let pred: Vec<Option<String>> = probs.iter().map(|p| intent::model::decide(p, labels, oos, t).intent).collect();
+            let m = intent::evaluate(&gold, &pred);
+            let show = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.4}"));
+            eprintln!("sweep: threshold {t}: in-scope accuracy {}, oos recall {}", show(m.in_scope_accuracy), show(m.oos_recall));
         }
     }
     let m = intent::evaluate(&gold, &predicted);

@@ -331,7 +331,7 @@ pub(crate) fn forward(x: &Tensor, layers: &[(Tensor, Tensor)]) -> candle_core::R
 
 /// Out of scope when `oos` is the most probable class, or when the best
 /// in-scope probability is under the threshold.
-pub(crate) fn decide(probs: &[f32], labels: &[String], oos: Option<usize>, threshold: f32) -> IntentPrediction {
+pub fn decide(probs: &[f32], labels: &[String], oos: Option<usize>, threshold: f32) -> IntentPrediction {
     let mut ranked: Vec<(usize, f32)> = probs.iter().copied().enumerate().filter(|(i, _)| Some(*i) != oos).collect();
     ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
     ranked.truncate(TOP_K);
