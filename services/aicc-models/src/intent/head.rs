@@ -184,7 +184,8 @@ pub fn stratified_split(labels: &[usize], fraction: f64, seed: u64) -> (Vec<usiz
 ///
 /// With an `oos` class: the threshold that maximises in-scope accuracy + oos
 /// recall on dev (the middle of the best range, to sit away from single dev
-/// rows). Without: the `reject_rate` quantile of the best in-scope
+/// rows), or with `oos_recall_target`, the lowest whose oos recall reaches
+/// it. Without: the `reject_rate` quantile of the best in-scope
 /// probability, so that share of in-scope dev rows would be rejected.
 pub fn calibrate(probs: &[Vec<f32>], gold: &[usize], labels: &[String], oos: Option<usize>, reject_rate: f64, oos_recall_target: Option<f64>) -> (f32, String) {
     let best_in_scope = |p: &Vec<f32>| p.iter().enumerate().filter(|(i, _)| Some(*i) != oos).map(|(_, v)| *v).fold(0f32, f32::max);
