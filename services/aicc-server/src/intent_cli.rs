@@ -267,9 +267,8 @@ pub fn eval(args: EvalArgs, model_dir: &Path) -> anyhow::Result<Value> {
             let blended = intent::model::blend(&head, &lexical, *w);
             let right = blended.iter().zip(&gold).filter(|(p, g)| labels[intent::head::argmax(p)] == **g).count();
             // The in-scope ceiling: in-scope rows, best in-scope class, never out of scope.
-            let oos = labels.iter().position(|l| l == OUT_OF_SCOPE);
             let in_scope: Vec<(&Vec<f32>, &&str)> = blended.iter().zip(&gold).filter(|(_, g)| **g != OUT_OF_SCOPE).collect();
-            let ceiling = in_scope.iter().filter(|(p, g)| intent::model::decide(p, labels, oos, 0.0).ranked.first().is_some_and(|(l, _)| l == **g)).count();
+            let ceiling = in_scope.iter().filter(|(p, g)| model.decide_at(p, 0.0).ranked.first().is_some_and(|(l, _)| l == **g)).count();
             eprintln!(
                 "sweep: lexical weight {w}: argmax accuracy {:.4}, in-scope rows never rejected {:.4}",
                 right as f64 / gold.len().max(1) as f64,
@@ -281,10 +280,8 @@ pub fn eval(args: EvalArgs, model_dir: &Path) -> anyhow::Result<Value> {
         // Decided as the model decides (the oos class wins, or the best
         // in-scope probability is under the threshold), per threshold.
         let probs = model.probabilities(&texts, &x)?;
-        let labels = model.labels();
-        let oos = labels.iter().position(|l| l == OUT_OF_SCOPE);
         for &t in thresholds {
-            let pred: Vec<Option<String>> = probs.iter().map(|p| intent::model::decide(p, labels, oos, t).intent).collect();
+            let pred: Vec<Option<String>> = probs.iter().map(|p| model.decide_at(p, t).intent).collect();
             let m = intent::evaluate(&gold, &pred);
             let show = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.4}"));
             eprintln!("sweep: threshold {t}: in-scope accuracy {}, oos recall {}", show(m.in_scope_accuracy), show(m.oos_recall));

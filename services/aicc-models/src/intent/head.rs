@@ -205,24 +205,25 @@ pub fn calibrate(probs: &[Vec<f32>], gold: &[usize], labels: &[String], oos: Opt
     let gold_names: Vec<&str> = gold.iter().map(|&g| labels[g].as_str()).collect();
     // Each row decided once; a threshold only turns confident answers away.
     let decided: Vec<_> = probs.iter().map(|p| decide(p, labels, Some(o), 0.0)).collect();
-    let score = |t: f32| {
+    let metrics_at = |t: f32| {
         let pred: Vec<Option<String>> = decided.iter().map(|d| d.intent.clone().filter(|_| d.confidence >= t)).collect();
-        let m = metrics::evaluate(&gold_names, &pred);
-        m.in_scope_accuracy.unwrap_or(0.0) + m.oos_recall.unwrap_or(0.0)
+        metrics::evaluate(&gold_names, &pred)
     };
     if let Some(target) = oos_recall_target {
         // Rejecting only turns answers away: in-scope accuracy falls and oos
         // recall rises with the threshold, so the lowest threshold that
         // reaches the target recall answers the most in-scope messages.
-        let recall = |t: f32| {
-            let pred: Vec<Option<String>> = decided.iter().map(|d| d.intent.clone().filter(|_| d.confidence >= t)).collect();
-            metrics::evaluate(&gold_names, &pred).oos_recall.unwrap_or(0.0)
-        };
-        if let Some(&t) = candidates.iter().find(|&&t| recall(t) >= target) {
+        if let Some(&t) = candidates.iter().find(|&&t| metrics_at(t).oos_recall.unwrap_or(0.0) >= target) {
             return (t, format!("the lowest that rejects {:.0}% of the oos dev rows", target * 100.0));
         }
     }
-    let scores: Vec<f64> = candidates.iter().map(|&t| score(t)).collect();
+    let scores: Vec<f64> = candidates
+        .iter()
+        .map(|&t| {
+            let m = metrics_at(t);
+            m.in_scope_accuracy.unwrap_or(0.0) + m.oos_recall.unwrap_or(0.0)
+        })
+        .collect();
     let best = scores.iter().copied().fold(f64::MIN, f64::max);
     let first = scores.iter().position(|s| *s >= best - 1e-12).unwrap_or(0);
     // The run of equally good candidates starting at `first`; its middle.

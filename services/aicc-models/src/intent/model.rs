@@ -280,7 +280,13 @@ impl IntentModel {
 
     /// Ranked intents and the out-of-scope decision for each text.
     pub fn try_predict(&self, texts: &[&str], embeddings: &[Vec<f32>]) -> Result<Vec<IntentPrediction>, IntentError> {
-        Ok(self.probabilities(texts, embeddings)?.iter().map(|p| decide(p, &self.meta.labels, self.oos, self.meta.threshold)).collect())
+        Ok(self.probabilities(texts, embeddings)?.iter().map(|p| self.decide_at(p, self.meta.threshold)).collect())
+    }
+
+    /// The decision on one row of `probabilities` at another threshold than
+    /// the model's own (evaluation sweeps).
+    pub fn decide_at(&self, probs: &[f32], threshold: f32) -> IntentPrediction {
+        decide(probs, &self.meta.labels, self.oos, threshold)
     }
 
     /// As `try_predict`; a vector of the wrong length is rejected as out of
@@ -331,7 +337,7 @@ pub(crate) fn forward(x: &Tensor, layers: &[(Tensor, Tensor)]) -> candle_core::R
 
 /// Out of scope when `oos` is the most probable class, or when the best
 /// in-scope probability is under the threshold.
-pub fn decide(probs: &[f32], labels: &[String], oos: Option<usize>, threshold: f32) -> IntentPrediction {
+pub(crate) fn decide(probs: &[f32], labels: &[String], oos: Option<usize>, threshold: f32) -> IntentPrediction {
     let mut ranked: Vec<(usize, f32)> = probs.iter().copied().enumerate().filter(|(i, _)| Some(*i) != oos).collect();
     ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
     ranked.truncate(TOP_K);
