@@ -107,8 +107,8 @@ impl TrainConfig {
         if self.architectures.is_empty() {
             return Err(IntentError::Invalid("no architecture to train".into()));
         }
-        if self.oos_recall_target.is_some_and(|r| !(0.0..=1.0).contains(&r)) {
-            return Err(IntentError::Invalid(format!("the oos recall target must be between 0 and 1, not {:?}", self.oos_recall_target)));
+        if let Some(r) = self.oos_recall_target.filter(|r| !(0.0..=1.0).contains(r)) {
+            return Err(IntentError::Invalid(format!("the oos recall target must be between 0 and 1, not {r}")));
         }
         if !(0.0..=1.0).contains(&self.lexical_weight) {
             return Err(IntentError::Invalid(format!("the lexical weight must be between 0 and 1, not {}", self.lexical_weight)));
